@@ -1,0 +1,63 @@
+#include "app/cli/cli_args.h"
+
+#include "core/error.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+namespace mlawb::cli {
+
+std::string ParsedArgs::value(const std::string& name, const std::string& fallback) const {
+    auto it = values.find(name);
+    return it == values.end() ? fallback : it->second;
+}
+
+long long ParsedArgs::integer(const std::string& name, long long fallback, long long min, long long max) const {
+    auto it = values.find(name);
+    if (it == values.end()) return fallback;
+    const std::string& text = it->second;
+    errno = 0;
+    char* end = nullptr;
+    long long v = std::strtoll(text.c_str(), &end, 10);
+    if (text.empty() || *end != '\0' || errno == ERANGE)
+        throw Error("", name, "expected an integer, got '" + text + "'");
+    if (v < min || v > max)
+        throw Error("", name, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + text);
+    return v;
+}
+
+ParsedArgs parse_args(const std::vector<std::string>& args, const OptionSpec& spec) {
+    ParsedArgs out;
+    for (size_t i = 0; i < args.size(); ++i) {
+        const std::string& a = args[i];
+        if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+            std::string name = a, value;
+            bool inline_value = false;
+            if (auto eq = a.find('='); eq != std::string::npos) {
+                name = a.substr(0, eq);
+                value = a.substr(eq + 1);
+                inline_value = true;
+            }
+            if (spec.flags.count(name)) {
+                if (inline_value) throw Error("", name, "is a flag and takes no value");
+                out.flags.insert(name);
+            } else if (spec.valued.count(name)) {
+                if (!inline_value) {
+                    if (i + 1 >= args.size()) throw Error("", name, "needs a value");
+                    value = args[++i];
+                }
+                out.values[name] = value;
+            } else {
+                std::string known;
+                for (const auto& v : spec.valued) known += " " + v;
+                for (const auto& f : spec.flags) known += " " + f;
+                throw Error("", name, "unknown option; this command takes:" + (known.empty() ? std::string(" none") : known));
+            }
+        } else {
+            out.positional.push_back(a);
+        }
+    }
+    return out;
+}
+
+}  // namespace mlawb::cli

@@ -1,0 +1,65 @@
+#include "core/kv_cache.h"
+
+#include <algorithm>
+
+namespace mlawb {
+
+namespace {
+// Capacity grows to the next multiple of this many tokens (and at least doubles), so a
+// 2048-token decode reallocates a handful of times instead of every step.
+constexpr int64_t kGrowBlock = 256;
+}  // namespace
+
+torch::Tensor GrowableSequence::append(const torch::Tensor& x) {
+    TORCH_CHECK(x.dim() == 4, "cache append expects [B, heads, t, width]");
+    const int64_t t = x.size(2);
+    const int64_t needed = length_ + t;
+    if (!storage_.defined() || needed > storage_.size(2)) {
+        int64_t capacity = storage_.defined() ? storage_.size(2) : 0;
+        capacity = std::max(needed, capacity * 2);
+        capacity = (capacity + kGrowBlock - 1) / kGrowBlock * kGrowBlock;
+        torch::Tensor grown = torch::empty({x.size(0), x.size(1), capacity, x.size(3)}, x.options());
+        if (length_ > 0) grown.narrow(2, 0, length_).copy_(storage_.narrow(2, 0, length_));
+        storage_ = grown;
+    }
+    storage_.narrow(2, length_, t).copy_(x);
+    length_ = needed;
+    return view();
+}
+
+torch::Tensor GrowableSequence::view() const {
+    if (!storage_.defined()) return {};
+    return storage_.narrow(2, 0, length_);
+}
+
+int64_t GrowableSequence::bytes() const {
+    if (!storage_.defined()) return 0;
+    return storage_.size(0) * storage_.size(1) * length_ * storage_.size(3) * storage_.element_size();
+}
+
+int64_t GrowableSequence::allocated_bytes() const {
+    return storage_.defined() ? storage_.numel() * storage_.element_size() : 0;
+}
+
+void GrowableSequence::clear() {
+    storage_ = torch::Tensor();
+    length_ = 0;
+}
+
+int64_t KVCache::bytes() const {
+    int64_t total = 0;
+    for (const auto& l : layers_) total += l->bytes();
+    return total;
+}
+
+int64_t KVCache::allocated_bytes() const {
+    int64_t total = 0;
+    for (const auto& l : layers_) total += l->allocated_bytes();
+    return total;
+}
+
+void KVCache::clear() {
+    for (auto& l : layers_) l->clear();
+}
+
+}  // namespace mlawb

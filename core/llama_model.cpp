@@ -1,0 +1,133 @@
+#include "core/llama_model.h"
+
+#include "core/checkpoint_layout.h"
+#include "core/error.h"
+#include "core/safetensors.h"
+
+#include <torch/nn/functional/activation.h>
+
+#include <filesystem>
+
+namespace mlawb {
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
+    weight = register_parameter("weight", torch::ones({dim}));
+}
+
+torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+    torch::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);
+    return weight * (x * torch::rsqrt(variance + eps));
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c) {
+    using torch::nn::LinearOptions;
+    gate_proj = register_module("gate_proj", torch::nn::Linear(LinearOptions(c.hidden, c.ffn).bias(c.mlp_bias)));
+    up_proj = register_module("up_proj", torch::nn::Linear(LinearOptions(c.hidden, c.ffn).bias(c.mlp_bias)));
+    down_proj = register_module("down_proj", torch::nn::Linear(LinearOptions(c.ffn, c.hidden).bias(c.mlp_bias)));
+}
+
+torch::Tensor MLPImpl::forward(const torch::Tensor& x) {
+    return down_proj->forward(torch::silu(gate_proj->forward(x)) * up_proj->forward(x));
+}
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c) {
+    input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden, c.rms_eps));
+    self_attn = register_module("self_attn", std::make_shared<LlamaAttention>(c));
+    post_attention_layernorm = register_module("post_attention_layernorm", RMSNorm(c.hidden, c.rms_eps));
+    mlp = register_module("mlp", MLP(c));
+}
+
+void DecoderLayerImpl::replace_attention(std::shared_ptr<AttentionBase> attention) {
+    self_attn = replace_module("self_attn", std::move(attention));
+}
+
+torch::Tensor DecoderLayerImpl::forward(const torch::Tensor& x, const RotaryEmbedding& rope, LayerCache& cache) {
+    torch::Tensor h = x + self_attn->forward(input_layernorm->forward(x), rope, cache);
+    return h + mlp->forward(post_attention_layernorm->forward(h));
+}
+
+LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& c) {
+    embed_tokens = register_module("embed_tokens", torch::nn::Embedding(c.vocab, c.hidden));
+    layers = register_module("layers", torch::nn::ModuleList());
+    for (int64_t l = 0; l < c.n_layer; ++l) layers->push_back(DecoderLayer(c));
+    norm = register_module("norm", RMSNorm(c.hidden, c.rms_eps));
+}
+
+LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c) : config_(c), rope_(c) {
+    model = register_module("model", LlamaBackbone(c));
+    if (!c.tie_word_embeddings)
+        lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden, c.vocab).bias(false)));
+}
+
+DecoderLayer LlamaForCausalLMImpl::layer(int64_t i) const {
+    return DecoderLayer(model->layers->ptr<DecoderLayerImpl>(i));
+}
+
+KVCache LlamaForCausalLMImpl::make_cache() const {
+    std::vector<std::unique_ptr<LayerCache>> layers;
+    for (int64_t l = 0; l < config_.n_layer; ++l) layers.push_back(layer(l)->self_attn->make_cache());
+    return KVCache(std::move(layers));
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& input_ids, KVCache& cache) {
+    TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T]");
+    torch::Tensor h = model->embed_tokens->forward(input_ids);
+    for (int64_t l = 0; l < config_.n_layer; ++l) h = layer(l)->forward(h, rope_, cache.layer(l));
+    return model->norm->forward(h);
+}
+
+torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) const {
+    const torch::Tensor& w = config_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+    return torch::matmul(hidden, w.t());
+}
+
+torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, KVCache& cache, LogitsFor which) {
+    torch::Tensor h = forward_hidden(input_ids, cache);
+    if (which == LogitsFor::Last) h = h.narrow(1, h.size(1) - 1, 1);
+    return logits(h);
+}
+
+torch::Tensor to_float_tensor(const TensorView& view) {
+    torch::ScalarType type = torch::kFloat32;
+    switch (view.dtype) {
+        case DType::F32: type = torch::kFloat32; break;
+        case DType::F16: type = torch::kFloat16; break;
+        case DType::BF16: type = torch::kBFloat16; break;
+    }
+    // from_blob does not copy; the mapping is read-only and .to()/.clone() only read it.
+    torch::Tensor raw = torch::from_blob(const_cast<uint8_t*>(view.data), view.shape, torch::TensorOptions().dtype(type));
+    return raw.to(torch::kFloat32).clone();
+}
+
+void LlamaForCausalLMImpl::load_weights(const Checkpoint& checkpoint) {
+    check_checkpoint_against_config(config_, checkpoint);
+    torch::NoGradGuard no_grad;
+    for (auto& item : named_parameters(/*recurse=*/true)) {
+        const TensorView& stored = checkpoint.get(item.key());
+        torch::Tensor& param = item.value();
+        if (stored.shape != param.sizes().vec())
+            throw Error(stored.file, item.key(),
+                        "shape " + shape_string(stored.shape) + " does not match the model (expected " +
+                            shape_string(param.sizes().vec()) + ")");
+        param.copy_(to_float_tensor(stored));
+    }
+}
+
+LoadedModel load_model(const std::string& folder) {
+    namespace fs = std::filesystem;
+    if (!fs::is_directory(folder)) throw Error(folder, "", "not a model folder (no such directory)");
+    LoadedModel m;
+    m.folder = folder;
+    m.config = ModelConfig::from_file(folder + "/config.json");
+    const std::string tokenizer_path = folder + "/tokenizer.json";
+    if (!fs::exists(tokenizer_path)) throw Error(tokenizer_path, "", "missing: the model folder needs a tokenizer.json");
+    m.tokenizer = Tokenizer::from_file(tokenizer_path);
+    Checkpoint checkpoint = Checkpoint::open_folder(folder);
+    m.model = LlamaForCausalLM(m.config);
+    m.model->load_weights(checkpoint);
+    m.model->eval();
+    for (auto& p : m.model->parameters()) p.set_requires_grad(false);
+    return m;
+}
+
+}  // namespace mlawb

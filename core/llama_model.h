@@ -1,0 +1,110 @@
+// The Llama-family causal LM (Llama 2/3, Mistral, Qwen2, SmolLM) as LibTorch modules named as
+// the checkpoint names its tensors, so `named_parameters()` walks "model.layers.N.self_attn.
+// q_proj.weight" ... and loading/exporting is a walk over it. Weights are float32 in memory
+// (bf16/f16 upcast at load).
+#pragma once
+
+#include "core/attention.h"
+#include "core/config.h"
+#include "core/kv_cache.h"
+#include "core/rope.h"
+#include "core/tokenizer.h"
+
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+
+#include <memory>
+#include <string>
+
+namespace mlawb {
+
+class Checkpoint;
+
+struct RMSNormImpl : torch::nn::Module {
+    RMSNormImpl(int64_t dim, double eps);
+    torch::Tensor forward(const torch::Tensor& x);  // x * rsqrt(mean(x^2) + eps) * weight
+    torch::Tensor weight;                           // [dim]
+    double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+struct MLPImpl : torch::nn::Module {
+    explicit MLPImpl(const ModelConfig& config);
+    torch::Tensor forward(const torch::Tensor& x);  // down(silu(gate(x)) * up(x))
+    torch::nn::Linear gate_proj{nullptr};           // [ffn, hidden]
+    torch::nn::Linear up_proj{nullptr};             // [ffn, hidden]
+    torch::nn::Linear down_proj{nullptr};           // [hidden, ffn]
+};
+TORCH_MODULE(MLP);
+
+struct DecoderLayerImpl : torch::nn::Module {
+    explicit DecoderLayerImpl(const ModelConfig& config);
+    torch::Tensor forward(const torch::Tensor& x, const RotaryEmbedding& rope, LayerCache& cache);
+    RMSNorm input_layernorm{nullptr};
+    std::shared_ptr<AttentionBase> self_attn;  // standard attention, or MLA after conversion
+    RMSNorm post_attention_layernorm{nullptr};
+    MLP mlp{nullptr};
+
+    // Swaps the attention module (keeping the name "self_attn" for parameter paths).
+    void replace_attention(std::shared_ptr<AttentionBase> attention);
+};
+TORCH_MODULE(DecoderLayer);
+
+struct LlamaBackboneImpl : torch::nn::Module {
+    explicit LlamaBackboneImpl(const ModelConfig& config);
+    torch::nn::Embedding embed_tokens{nullptr};  // [vocab, hidden]
+    torch::nn::ModuleList layers{nullptr};       // n_layer x DecoderLayer
+    RMSNorm norm{nullptr};
+};
+TORCH_MODULE(LlamaBackbone);
+
+// Which positions get logits: generation needs only the last, perplexity needs all.
+enum class LogitsFor { All, Last };
+
+class LlamaForCausalLMImpl : public torch::nn::Module {
+public:
+    explicit LlamaForCausalLMImpl(const ModelConfig& config);
+
+    // input_ids [B, T] int64 following what `cache` holds -> logits [B, T or 1, vocab] float32.
+    torch::Tensor forward(const torch::Tensor& input_ids, KVCache& cache, LogitsFor which = LogitsFor::All);
+    // Hidden states after the final norm [B, T, hidden] (logits = hidden @ lm_head^T).
+    torch::Tensor forward_hidden(const torch::Tensor& input_ids, KVCache& cache);
+    torch::Tensor logits(const torch::Tensor& hidden) const;
+
+    KVCache make_cache() const;
+    DecoderLayer layer(int64_t i) const;
+    const ModelConfig& config() const { return config_; }
+    const RotaryEmbedding& rope() const { return rope_; }
+
+    // Copies every parameter from the checkpoint (upcast to float32), checking names and shapes;
+    // throws mlawb::Error naming the file and tensor.
+    void load_weights(const Checkpoint& checkpoint);
+
+    LlamaBackbone model{nullptr};
+    torch::nn::Linear lm_head{nullptr};  // [vocab, hidden]; not registered when tied (uses embed_tokens)
+
+private:
+    ModelConfig config_;
+    RotaryEmbedding rope_;
+};
+TORCH_MODULE(LlamaForCausalLM);
+
+// A model folder opened for inference: config, tokenizer and weights.
+struct LoadedModel {
+    std::string folder;
+    ModelConfig config;
+    Tokenizer tokenizer;
+    LlamaForCausalLM model{nullptr};
+};
+
+// Opens config.json, tokenizer.json and the safetensors weights of a Hugging Face folder.
+// Throws mlawb::Error naming the file and field or tensor at fault.
+LoadedModel load_model(const std::string& folder);
+
+// Converts a stored tensor (F32/F16/BF16, any shape) to a float32 torch tensor (a copy).
+torch::Tensor to_float_tensor(const struct TensorView& view);
+
+}  // namespace mlawb
