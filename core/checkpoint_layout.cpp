@@ -18,14 +18,36 @@ std::vector<ExpectedTensor> expected_tensors(const ModelConfig& c) {
         auto add = [&](const std::string& name, std::vector<int64_t> shape) { out.push_back({p + name, std::move(shape), l}); };
         add("input_layernorm.weight", {c.hidden});
         add("self_attn.q_proj.weight", {q_out, c.hidden});
-        add("self_attn.k_proj.weight", {kv_out, c.hidden});
-        add("self_attn.v_proj.weight", {kv_out, c.hidden});
-        add("self_attn.o_proj.weight", {c.hidden, q_out});
-        if (c.qkv_bias) {
-            add("self_attn.q_proj.bias", {q_out});
-            add("self_attn.k_proj.bias", {kv_out});
-            add("self_attn.v_proj.bias", {kv_out});
+        if (c.qkv_bias) add("self_attn.q_proj.bias", {q_out});
+        if (!c.mla.present) {
+            add("self_attn.k_proj.weight", {kv_out, c.hidden});
+            add("self_attn.v_proj.weight", {kv_out, c.hidden});
+            if (c.qkv_bias) {
+                add("self_attn.k_proj.bias", {kv_out});
+                add("self_attn.v_proj.bias", {kv_out});
+            }
+        } else {
+            // Converted (MHA2MLA) layer: see core/mla_attention.h for the shapes.
+            const int64_t rope_out = c.n_kv_head * 2 * c.mla.r;
+            const int64_t nope_out = c.n_kv_head * (c.head_dim - 2 * c.mla.r);
+            add("self_attn.k_rope_proj.weight", {rope_out, c.hidden});
+            if (c.qkv_bias) add("self_attn.k_rope_proj.bias", {rope_out});
+            if (c.mla.svd == "none") {
+                add("self_attn.k_nope_proj.weight", {nope_out, c.hidden});
+                add("self_attn.v_proj.weight", {kv_out, c.hidden});
+            } else {
+                const int64_t latent = c.n_kv_head * c.mla.d_kv;
+                const int64_t up_in = c.mla.svd == "joint" ? latent : latent / 2;
+                add("self_attn.kv_down_proj.weight", {latent, c.hidden});
+                add("self_attn.k_up_proj.weight", {nope_out, up_in});
+                add("self_attn.v_up_proj.weight", {kv_out, up_in});
+            }
+            if (c.qkv_bias) {
+                add(c.mla.svd == "none" ? "self_attn.k_nope_proj.bias" : "self_attn.k_up_proj.bias", {nope_out});
+                add(c.mla.svd == "none" ? "self_attn.v_proj.bias" : "self_attn.v_up_proj.bias", {kv_out});
+            }
         }
+        add("self_attn.o_proj.weight", {c.hidden, q_out});
         if (c.o_bias) add("self_attn.o_proj.bias", {c.hidden});
         add("post_attention_layernorm.weight", {c.hidden});
         add("mlp.gate_proj.weight", {c.ffn, c.hidden});

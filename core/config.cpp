@@ -203,6 +203,49 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
             c.eos_token_ids.push_back(r.integer(root, "", "eos_token_id"));
         }
     }
+    if (r.has(root, "mla")) {
+        const json& m = root["mla"];
+        if (!m.is_object()) r.fail("mla", "expected an object");
+        MlaConfig& mla = c.mla;
+        mla.present = true;
+        for (const char* key : {"svd", "r", "kept_pairs"})
+            if (!r.has(m, key)) r.fail(std::string("mla.") + key, "missing (required in a converted model)");
+        mla.svd = r.string(m, "mla.", "svd");
+        if (mla.svd != "joint" && mla.svd != "split" && mla.svd != "none")
+            r.fail("mla.svd", "'" + mla.svd + "' is not one of joint, split, none");
+        mla.r = r.integer(m, "mla.", "r");
+        if (mla.r < 0 || mla.r > c.head_dim / 2) r.fail("mla.r", "must be between 0 and head_dim/2");
+        mla.d_kv = r.has(m, "d_kv") ? r.integer(m, "mla.", "d_kv") : 0;
+        if (mla.svd != "none" && mla.d_kv <= 0) r.fail("mla.d_kv", "must be positive for svd " + mla.svd);
+        if (mla.svd == "split" && mla.d_kv % 2 != 0) r.fail("mla.d_kv", "must be even for svd split");
+        if (r.has(m, "strategy")) mla.strategy = r.string(m, "mla.", "strategy");
+        if (r.has(m, "spec")) mla.spec = r.string(m, "mla.", "spec");
+        if (r.has(m, "calibration")) mla.calibration_json = m["calibration"].dump();
+        const json& kp = m["kept_pairs"];
+        if (!kp.is_array() || static_cast<int64_t>(kp.size()) != c.n_layer)
+            r.fail("mla.kept_pairs", "expected " + std::to_string(c.n_layer) + " layers");
+        for (size_t l = 0; l < kp.size(); ++l) {
+            const std::string where = "mla.kept_pairs[" + std::to_string(l) + "]";
+            if (!kp[l].is_array() || static_cast<int64_t>(kp[l].size()) != c.n_kv_head)
+                r.fail(where, "expected " + std::to_string(c.n_kv_head) + " KV heads");
+            std::vector<std::vector<int64_t>> heads;
+            for (size_t g = 0; g < kp[l].size(); ++g) {
+                const std::string at = where + "[" + std::to_string(g) + "]";
+                const json& pairs = kp[l][g];
+                if (!pairs.is_array() || static_cast<int64_t>(pairs.size()) != mla.r)
+                    r.fail(at, "expected " + std::to_string(mla.r) + " pair indices");
+                std::vector<int64_t> list;
+                for (const json& p : pairs) {
+                    if (!p.is_number_integer() || p.get<int64_t>() < 0 || p.get<int64_t>() >= c.head_dim / 2)
+                        r.fail(at, "pair indices must be integers in [0, head_dim/2)");
+                    if (!list.empty() && p.get<int64_t>() <= list.back()) r.fail(at, "pair indices must ascend");
+                    list.push_back(p.get<int64_t>());
+                }
+                heads.push_back(std::move(list));
+            }
+            mla.kept_pairs.push_back(std::move(heads));
+        }
+    }
     if (r.has(root, "torch_dtype")) c.stored_dtype = r.string(root, "", "torch_dtype");
     else if (r.has(root, "dtype")) c.stored_dtype = r.string(root, "", "dtype");
     return c;

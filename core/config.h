@@ -22,6 +22,19 @@ struct RopeScaling {
 
 const char* rope_type_name(RopeScaling::Type type);
 
+// The "mla" block `mlawb convert` writes into config.json: the folder holds an MLA model
+// (partial RoPE + low-rank K/V, MHA2MLA), and this says how each layer is shaped.
+struct MlaConfig {
+    bool present = false;
+    std::string svd;             // "joint" | "split" | "none"
+    std::string strategy;        // how the kept pairs were chosen (provenance)
+    std::string spec;            // the canonical --mla spec text it was converted with
+    int64_t r = 0;               // kept RoPE pairs per KV head
+    int64_t d_kv = 0;            // latent width per KV head (0 for svd none)
+    std::vector<std::vector<std::vector<int64_t>>> kept_pairs;  // [n_layer][n_kv_head][r], ascending
+    std::string calibration_json;  // calibration provenance as JSON text ("" when none)
+};
+
 struct ModelConfig {
     std::string source;          // path of the config.json it came from (for messages)
     std::string model_type;      // "llama", "mistral", "qwen2"
@@ -45,6 +58,7 @@ struct ModelConfig {
     int64_t bos_token_id = -1;
     std::vector<int64_t> eos_token_ids;
     std::string stored_dtype;    // torch_dtype / dtype as written ("bfloat16", ...)
+    MlaConfig mla;               // converted models only
 
     // Parses config.json; throws mlawb::Error naming the file and the key at fault.
     static ModelConfig from_file(const std::string& path);
@@ -55,8 +69,12 @@ struct ModelConfig {
     bool is_mha() const { return n_head == n_kv_head; }
     bool is_eos(int64_t id) const;
 
-    // KV cache of the original (uncompressed) model, one sequence, K plus V.
-    int64_t kv_elements_per_token_layer() const { return 2 * n_kv_head * head_dim; }
+    // KV cache of the model as it runs, one sequence: K plus V (2 n_kv d), or for a converted
+    // model with a latent, c_kv plus k_rope (n_kv (2r + d_kv)).
+    int64_t kv_elements_per_token_layer() const {
+        if (mla.present && mla.svd != "none") return n_kv_head * (2 * mla.r + mla.d_kv);
+        return 2 * n_kv_head * head_dim;
+    }
     int64_t kv_elements_per_token() const { return n_layer * kv_elements_per_token_layer(); }
 };
 

@@ -2,6 +2,7 @@
 
 #include "core/checkpoint_layout.h"
 #include "core/error.h"
+#include "core/mla_attention.h"
 #include "core/safetensors.h"
 
 #include <torch/nn/functional/activation.h>
@@ -55,6 +56,16 @@ LlamaBackboneImpl::LlamaBackboneImpl(const ModelConfig& c) {
 
 LlamaForCausalLMImpl::LlamaForCausalLMImpl(const ModelConfig& c) : config_(c), rope_(c) {
     model = register_module("model", LlamaBackbone(c));
+    if (c.mla.present) {
+        // A folder written by `mlawb convert`: every layer is an MLA attention of the recorded shape.
+        for (int64_t l = 0; l < c.n_layer; ++l) {
+            MlaLayerShape shape;
+            shape.kind = c.mla.svd == "joint" ? MlaKind::Joint : c.mla.svd == "split" ? MlaKind::Split : MlaKind::PartialRopeOnly;
+            shape.d_kv = c.mla.d_kv;
+            shape.kept_pairs = c.mla.kept_pairs[l];
+            layer(l)->replace_attention(std::make_shared<MlaAttention>(c, shape));
+        }
+    }
     if (!c.tie_word_embeddings)
         lm_head = register_module("lm_head", torch::nn::Linear(torch::nn::LinearOptions(c.hidden, c.vocab).bias(false)));
 }

@@ -616,6 +616,20 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
     return text;
 }
 
+bool Tokenizer::is_special(int32_t id) const {
+    if (!impl_) return false;
+    for (const AddedToken& token : impl_->added)
+        if (token.id == id) return token.special;
+    return false;
+}
+
+std::string Tokenizer::decode_skip_special(const std::vector<int32_t>& ids) const {
+    std::vector<int32_t> kept;
+    for (int32_t id : ids)
+        if (!is_special(id)) kept.push_back(id);
+    return decode(kept);
+}
+
 int32_t Tokenizer::vocab_size() const { return impl_ ? impl_->size : 0; }
 
 std::optional<int32_t> Tokenizer::token_to_id(const std::string& token) const {

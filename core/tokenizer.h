@@ -25,6 +25,9 @@ public:
     std::vector<int32_t> encode(const std::string& text) const;
     // Ids -> text (byte-level decoder); special tokens are kept in the text.
     std::string decode(const std::vector<int32_t>& ids) const;
+    // Decode without special added tokens (tokenizers' skip_special_tokens=True).
+    std::string decode_skip_special(const std::vector<int32_t>& ids) const;
+    bool is_special(int32_t id) const;  // an added token flagged "special"
 
     int32_t vocab_size() const;                                  // model vocab + added tokens
     std::optional<int32_t> token_to_id(const std::string& token) const;

@@ -36,7 +36,9 @@ void apply_thread_option(const ParsedArgs& args) {
 namespace {
 
 std::vector<Command> all_commands() {
-    std::vector<Command> commands = model_commands();
+    std::vector<Command> commands;
+    for (auto group : {model_commands, setting_commands, scores_commands, spectrum_commands, convert_commands})
+        for (auto& c : group()) commands.push_back(std::move(c));
     return commands;
 }
 

@@ -62,6 +62,9 @@ json summary_json(const ModelSummary& s) {
               {"kv_bytes_per_token_fp16", s.kv_bytes_per_token(2)},
               {"kv_bytes_per_token_engine_f32", s.kv_bytes_per_token(4)},
               {"per_layer", layers}};
+    if (c.mla.present)
+        j["mla"] = {{"spec", c.mla.spec}, {"svd", c.mla.svd}, {"r", c.mla.r}, {"d_kv", c.mla.d_kv},
+                    {"kept_pairs", c.mla.kept_pairs}};
     return j;
 }
 
@@ -84,7 +87,10 @@ void print_summary(std::ostream& out, const ModelSummary& s) {
         << "embeddings   " << (c.tie_word_embeddings ? "tied" : "untied") << (c.qkv_bias ? ", q/k/v biases" : "") << "\n";
     if (!s.config_only)
         out << "weights      " << s.weights_dtype << ", " << s.weight_bytes << " bytes in " << s.weight_files << " file(s)\n";
-    out << "KV cache     " << s.kv_elements_per_token() << " elements/token (K+V, all layers); "
+    if (c.mla.present)
+        out << "MLA          " << c.mla.spec << " (svd " << c.mla.svd << ", r " << c.mla.r << ", d_kv " << c.mla.d_kv << ")\n";
+    out << "KV cache     " << s.kv_elements_per_token() << " elements/token ("
+        << (c.mla.present && c.mla.svd != "none" ? "c_kv + k_rope" : "K+V") << ", all layers); "
         << s.kv_bytes_per_token(s.stored_bytes_per_element()) << " B/token stored dtype, " << s.kv_bytes_per_token(2)
         << " B/token fp16\n\n";
     out << "layer  attn params  mlp params  q heads  kv heads  head_dim  KV elem/token\n";
@@ -135,6 +141,7 @@ int cmd_generate(const ParsedArgs& a, Io& io) {
     require_positional(a, 1, "mlawb generate MODEL --prompt TEXT [--max-new N] [--json]");
     if (!a.has("--prompt")) throw Error("", "--prompt", "required");
     LoadedModel m = load_model(a.positional[0]);
+    std::optional<ResolvedSetting> setting = apply_mla_option(m, a, io);
     GenerateOptions options;
     options.max_new_tokens = a.integer("--max-new", 64, 1, 1 << 20);
     std::vector<int64_t> prompt = widen(m.tokenizer.encode(a.value("--prompt")));
@@ -149,7 +156,8 @@ int cmd_generate(const ParsedArgs& a, Io& io) {
                        {"stopped_at_eos", r.stopped_at_eos},
                        {"prefill_seconds", r.prefill_seconds},
                        {"decode_tokens_per_second", decode_tps},
-                       {"kv_cache_bytes", r.cache_bytes}}
+                       {"kv_cache_bytes", r.cache_bytes},
+                       {"mla", setting ? setting->spec.to_string() : (m.config.mla.present ? m.config.mla.spec : "")}}
                       .dump()
                << "\n";
     } else {
@@ -166,6 +174,7 @@ int cmd_perplexity(const ParsedArgs& a, Io& io) {
     const std::string text_path = a.value("--text");
     const std::string text = read_text_file(text_path);
     LoadedModel m = load_model(a.positional[0]);
+    std::optional<ResolvedSetting> setting = apply_mla_option(m, a, io);
     std::vector<int64_t> ids = widen(m.tokenizer.encode(text));
     PerplexityOptions options;
     options.window = a.integer("--window", 2048, 2, 1 << 20);
@@ -185,6 +194,7 @@ int cmd_perplexity(const ParsedArgs& a, Io& io) {
                        {"seconds", r.seconds},
                        {"tokens_per_second", tps},
                        {"text", text_path},
+                       {"mla", setting ? setting->spec.to_string() : (m.config.mla.present ? m.config.mla.spec : "")},
                        {"model", m.folder}}
                       .dump(2)
                << "\n";
@@ -205,12 +215,12 @@ std::vector<Command> model_commands() {
          {{}, {"--json", "--config-only", "--help"}}, cmd_info},
         {"tokenize", "mlawb tokenize MODEL TEXT [--json]", "token ids of TEXT under the model's tokenizer.json",
          {{}, {"--json", "--help"}}, cmd_tokenize},
-        {"generate", "mlawb generate MODEL --prompt TEXT [--max-new N] [--json] [--threads N]",
-         "greedy continuation with the KV cache, stopping at eos", {{"--prompt", "--max-new", "--threads"}, {"--json", "--help"}},
+        {"generate", "mlawb generate MODEL --prompt TEXT [--max-new N] [--mla SPEC] [--json] [--threads N]",
+         "greedy continuation with the KV cache, stopping at eos", {{"--prompt", "--max-new", "--threads", "--mla"}, {"--json", "--help"}},
          cmd_generate},
-        {"perplexity", "mlawb perplexity MODEL --text FILE [--window 2048] [--max-windows N] [--json] [--threads N]",
+        {"perplexity", "mlawb perplexity MODEL --text FILE [--window 2048] [--max-windows N] [--mla SPEC] [--json] [--threads N]",
          "perplexity over non-overlapping windows (first token of each window not scored)",
-         {{"--text", "--window", "--max-windows", "--threads"}, {"--json", "--help"}}, cmd_perplexity},
+         {{"--text", "--window", "--max-windows", "--threads", "--mla"}, {"--json", "--help"}}, cmd_perplexity},
     };
 }
 

@@ -61,6 +61,7 @@ private Q_SLOTS:
     void infoConfigOnly();
     void tokenizeMatchesReference();
     void generateMatchesReference();
+    void convertExportsLoadableMla();
     void badInputs_data();
     void badInputs();
 };
@@ -119,6 +120,30 @@ void TestCli::generateMatchesReference() {
     QCOMPARE(j["prompt_tokens"].get<int>(), int(prompt["ids"].size()));
 }
 
+void TestCli::convertExportsLoadableMla() {
+    QTemporaryDir tmp;
+    const std::string out = tmp.path().toStdString() + "/mla";
+    CliRun r = run({"convert", bundled(), "--mla", "strategy=uniform,r=4,d_kv=16,svd=joint", "--out", out, "--json"});
+    QVERIFY2(r.status == 0, r.err.c_str());
+    QCOMPARE(json::parse(r.out)["kv_elements_per_token_layer"].get<int>(), 4 * (8 + 16));
+    CliRun info = run({"info", out, "--json"});
+    QCOMPARE(info.status, 0);
+    json j = json::parse(info.out);
+    QCOMPARE(j["mla"]["kept_pairs"][0][0].get<std::vector<int>>(), (std::vector<int>{0, 8, 16, 24}));
+    QCOMPARE(j["kv_elements_per_token"].get<int>(), 6 * 4 * (8 + 16));
+    // Generation runs on the exported MLA model; converting it again is refused.
+    CliRun gen = run({"generate", out, "--prompt", "The pass key is", "--max-new", "4", "--json"});
+    QVERIFY2(gen.status == 0, gen.err.c_str());
+    QCOMPARE(json::parse(gen.out)["ids"].size(), size_t(4));
+    CliRun again = run({"convert", out, "--mla", "strategy=high,r=4,d_kv=16", "--out", out + "2"});
+    QCOMPARE(again.status, 2);
+    QVERIFY2(again.err.find("already converted") != std::string::npos, again.err.c_str());
+    // An existing output folder is never overwritten.
+    CliRun exists = run({"convert", bundled(), "--mla", "strategy=high,r=4,d_kv=16", "--out", out});
+    QCOMPARE(exists.status, 2);
+    QVERIFY2(exists.err.find("already exists") != std::string::npos, exists.err.c_str());
+}
+
 void TestCli::badInputs_data() {
     QTest::addColumn<QString>("setup");
     QTest::addColumn<QString>("command");
@@ -134,6 +159,8 @@ void TestCli::badInputs_data() {
     QTest::newRow("missing text file") << "good" << "perplexity-missing-text" << "no-such.txt|cannot open";
     QTest::newRow("unknown option") << "good" << "info --bogus" << "--bogus|unknown option";
     QTest::newRow("bad integer") << "good" << "generate-bad-int" << "--max-new|integer";
+    QTest::newRow("bad --mla key") << "good" << "perplexity-bad-spec" << "--mla|unknown key 'rank'";
+    QTest::newRow("impossible r") << "good" << "generate-big-r" << "--mla|r|exceed";
 }
 
 void TestCli::badInputs() {
@@ -173,6 +200,9 @@ void TestCli::badInputs() {
     else if (command == "perplexity-missing-text") args = {"perplexity", folder, "--text", "/tmp/no-such.txt"};
     else if (command == "info --bogus") args = {"info", folder, "--bogus"};
     else if (command == "generate-bad-int") args = {"generate", folder, "--prompt", "hi", "--max-new", "lots"};
+    else if (command == "perplexity-bad-spec")
+        args = {"perplexity", folder, "--text", bundled() + "/config.json", "--mla", "strategy=high,rank=4"};
+    else if (command == "generate-big-r") args = {"generate", folder, "--prompt", "hi", "--mla", "strategy=high,r=40"};
     CliRun r = run(args);
     QCOMPARE(r.status, 2);
     QVERIFY2(r.out.empty(), r.out.c_str());

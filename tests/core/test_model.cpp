@@ -60,7 +60,8 @@ void TestModel::matchesTransformers_data() {
     QTest::addColumn<QString>("model");
     QTest::addColumn<int>("prompt");
     for (const char* m : {"wb-tiny-mha", "wb-tiny-gqa"})
-        for (int p = 0; p < 3; ++p) QTest::addRow("%s prompt %d", m, p) << QString(m) << p;
+        for (int p = 0; p < 3; ++p)
+            QTest::newRow(qPrintable(QString("%1 prompt %2").arg(m).arg(p))) << QString(m) << p;
 }
 
 void TestModel::matchesTransformers() {
