@@ -34,6 +34,9 @@ std::vector<Command> setting_commands();   // commands_setting.cpp: strategy, me
 std::vector<Command> scores_commands();    // commands_scores.cpp: rope-scores
 std::vector<Command> spectrum_commands();  // commands_spectrum.cpp: spectrum
 std::vector<Command> convert_commands();   // commands_convert.cpp: convert
+std::vector<Command> score_commands();     // commands_score.cpp: score
+std::vector<Command> runs_commands();      // commands_runs.cpp: runs, compare, export
+std::vector<Command> eval_commands();      // commands_eval.cpp: eval
 
 // Runs `mlawb ARGS...` (args without the program name); returns the exit status.
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);
