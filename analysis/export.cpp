@@ -2,6 +2,7 @@
 
 #include "analysis/rope_scores.h"
 #include "core/error.h"
+#include "core/json_io.h"
 #include "core/llama_model.h"
 #include "core/mla_attention.h"
 #include "core/safetensors.h"
@@ -18,16 +19,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-json read_json(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw Error(path, "", "cannot open");
-    try {
-        return json::parse(in);
-    } catch (const json::parse_error& e) {
-        throw Error(path, "", std::string("malformed JSON: ") + e.what());
-    }
-}
 
 void write_text(const fs::path& path, const std::string& text) {
     std::ofstream out(path, std::ios::binary);
@@ -63,7 +54,7 @@ void export_mla_model(LlamaForCausalLMImpl& model, const ExportRequest& req) {
         write_safetensors((staging / "model.safetensors").string(), tensors, {{"format", "pt"}, {"mlawb", "mla"}});
 
         // config.json: the original fields plus the "mla" block.
-        json config = read_json(req.source_folder + "/config.json");
+        json config = read_json_file(req.source_folder + "/config.json");
         json kept = json::array();
         for (int64_t l = 0; l < req.kept.n_layer; ++l) {
             json heads = json::array();

@@ -1,6 +1,7 @@
 #include "eval/longbench.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 #include "eval/metrics.h"
 
 #include <algorithm>
@@ -15,16 +16,6 @@ namespace fs = std::filesystem;
 using json = nlohmann::json;
 
 namespace {
-
-json read_json_file(const std::string& path) {
-    std::ifstream in(path);
-    if (!in) throw Error(path, "", "cannot open");
-    try {
-        return json::parse(in);
-    } catch (const json::parse_error& e) {
-        throw Error(path, "", std::string("malformed JSON: ") + e.what());
-    }
-}
 
 std::vector<std::string> string_list(const json& v, const std::string& where, const char* field, bool null_ok) {
     std::vector<std::string> out;
@@ -41,13 +32,7 @@ std::vector<std::string> string_list(const json& v, const std::string& where, co
 
 LongBenchRecord parse_longbench_record(const std::string& text, const std::string& file, int64_t line) {
     const std::string where = file + ":" + std::to_string(line);
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw Error(where, "", std::string("malformed JSON: ") + e.what());
-    }
-    if (!j.is_object()) throw Error(where, "", "expected a JSON object");
+    const json j = parse_json_object_line(text, where);
     LongBenchRecord r;
     r.line = line;
     auto need_string = [&](const char* field, std::string& dst, bool required) {

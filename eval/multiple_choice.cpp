@@ -1,6 +1,7 @@
 #include "eval/multiple_choice.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 #include "core/llama_model.h"
 
 #include <fstream>
@@ -14,13 +15,7 @@ namespace {
 
 MultipleChoiceItem parse_item(const std::string& text, const std::string& file, int64_t line) {
     const std::string where = file + ":" + std::to_string(line);
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw Error(where, "", std::string("malformed JSON: ") + e.what());
-    }
-    if (!j.is_object()) throw Error(where, "", "expected a JSON object");
+    const json j = parse_json_object_line(text, where);
     MultipleChoiceItem item;
     item.line = line;
     if (!j.contains("query") || !j["query"].is_string()) throw Error(where, "query", "missing or not a string");
