@@ -2,6 +2,9 @@
 
 #include "app/gui/ModelLoader.h"
 #include "app/gui/panels/ModelPanel.h"
+#include "app/gui/panels/RopeHeatmapPanel.h"  // RoPE heatmap + Spectrum tabs
+#include "app/gui/panels/SpectrumPanel.h"     // RoPE heatmap + Spectrum tabs
+#include "app/gui/panels/SettingsPanel.h"  // Settings tab
 
 #include <QAction>
 #include <QApplication>
@@ -49,6 +52,27 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent) {
     tabs_ = new QTabWidget;
     tabs_->setDocumentMode(true);
     tabs_->addTab(model_panel_, tr("Model"));
+    // --- RoPE heatmap + Spectrum tabs (begin) ---
+    // Their errors go through reportError, the one place that knows whether dialogs are on.
+    rope_panel_ = new RopeHeatmapPanel;
+    spectrum_panel_ = new SpectrumPanel;
+    rope_panel_->setShowDialogs(false);
+    spectrum_panel_->setShowDialogs(false);
+    tabs_->addTab(rope_panel_, tr("RoPE heatmap"));
+    tabs_->addTab(spectrum_panel_, tr("Spectrum"));
+    connect(rope_panel_, &RopeHeatmapPanel::errorReported, this,
+            [this](const QString& message) { reportError(tr("RoPE scores"), message); });
+    connect(spectrum_panel_, &SpectrumPanel::errorReported, this,
+            [this](const QString& message) { reportError(tr("Spectrum"), message); });
+    // The spectrum's 2-norm mask uses the scores the heatmap calibrated or cached.
+    connect(rope_panel_, &RopeHeatmapPanel::scoresChanged, this,
+            [this] { spectrum_panel_->setRopeScores(rope_panel_->scores()); });
+    // --- RoPE heatmap + Spectrum tabs (end) ---
+    // Settings: live memory and error figures; 2-norm uses the heatmap's scores.
+    settings_panel_ = new SettingsPanel;
+    tabs_->addTab(settings_panel_, tr("Settings"));
+    connect(rope_panel_, &RopeHeatmapPanel::scoresChanged, this,
+            [this] { settings_panel_->setScores(rope_panel_->scores()); });
     setCentralWidget(tabs_);
 
     buildMenus();
@@ -94,6 +118,9 @@ bool MainWindow::isLoading() const { return loader_->isLoading(); }
 void MainWindow::onModelLoaded(const QString& folder, const mlawb::ModelSummary& summary) {
     current_folder_ = folder;
     model_panel_->showSummary(summary);
+    spectrum_panel_->setModelFolder(folder);  // RoPE heatmap + Spectrum tabs
+    settings_panel_->setModelConfig(summary.config);  // before the heatmap, which sends cached scores
+    rope_panel_->setModelFolder(folder);      // RoPE heatmap + Spectrum tabs (after: it sends its scores)
     tabs_->setCurrentWidget(model_panel_);
     setWindowTitle(tr("%1 — MLA Workbench").arg(QFileInfo(folder).fileName()));
     rememberRecentModel(folder);

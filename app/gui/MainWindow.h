@@ -18,6 +18,9 @@ namespace mlawb::gui {
 
 class ModelLoader;
 class ModelPanel;
+class RopeHeatmapPanel;  // RoPE heatmap tab
+class SpectrumPanel;     // Spectrum tab
+class SettingsPanel;  // Settings tab
 
 class MainWindow : public QMainWindow {
     Q_OBJECT
@@ -42,6 +45,9 @@ public:
 
     QString currentModelFolder() const { return current_folder_; }
     ModelPanel* modelPanel() const { return model_panel_; }
+    RopeHeatmapPanel* ropeHeatmapPanel() const { return rope_panel_; }  // RoPE heatmap tab
+    SpectrumPanel* spectrumPanel() const { return spectrum_panel_; }    // Spectrum tab
+    SettingsPanel* settingsPanel() const { return settings_panel_; }  // Settings tab
     bool isLoading() const;
 
     // The one local folder in a drag's payload, or "" when it carries anything else.
@@ -68,6 +74,9 @@ private:
     ModelLoader* loader_ = nullptr;
     QTabWidget* tabs_ = nullptr;
     ModelPanel* model_panel_ = nullptr;
+    RopeHeatmapPanel* rope_panel_ = nullptr;  // RoPE heatmap tab
+    SpectrumPanel* spectrum_panel_ = nullptr;  // Spectrum tab
+    SettingsPanel* settings_panel_ = nullptr;  // Settings tab
     QMenu* recent_menu_ = nullptr;
     QString current_folder_;  // folder of the summary on show ("" before the first load)
     QString last_error_;

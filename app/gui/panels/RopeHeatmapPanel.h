@@ -1,0 +1,99 @@
+// RopeHeatmapPanel: which RoPE frequencies matter. Shows the 2-norm scores (or Qn, Kn) of the
+// current model as a RopeHeatmap with the pairs of a partial-RoPE strategy outlined; calibrates
+// the scores from a text file in a worker (progress, cancel) and caches them per model folder
+// under QStandardPaths::CacheLocation, so reopening a model shows them at once.
+#pragma once
+
+#include "analysis/rope_scores.h"
+#include "analysis/strategies.h"
+#include "app/gui/plots/PlotExport.h"
+#include "core/config.h"
+
+#include <QString>
+#include <QWidget>
+
+#include <optional>
+
+class QComboBox;
+class QLabel;
+class QProgressBar;
+class QPushButton;
+class QSpinBox;
+
+namespace mlawb::gui {
+
+class BackgroundJob;
+class RopeHeatmap;
+
+class RopeHeatmapPanel : public QWidget {
+    Q_OBJECT
+
+public:
+    explicit RopeHeatmapPanel(QWidget* parent = nullptr);
+
+    // The model whose scores are shown: reads its config.json and, when cached, its scores.
+    // Returns false (and reports the error) when config.json cannot be read.
+    bool setModelFolder(const QString& folder);
+    // Shows `scores` (shapes checked against the model) and caches them for the model.
+    void setScores(const mlawb::RopeScores& scores);
+    bool hasScores() const { return scores_.has_value(); }
+    const std::optional<mlawb::RopeScores>& scores() const { return scores_; }
+
+    // Starts calibrating on `textFile` with the spin boxes' windows and sequence length;
+    // false when no model is set or a calibration already runs.
+    bool startCalibration(const QString& textFile);
+    void cancelCalibration();
+    bool isCalibrating() const;
+    void setCalibrationWindows(int windows, int seqLen);
+
+    // The outlined setting: a strategy of the registry ("high", "low", "uniform", "2-norm") and r.
+    void setStrategy(const QString& name, int r);
+    const mlawb::KeptPairs& keptPairs() const { return kept_; }
+    RopeHeatmap* heatmap() const { return heatmap_; }
+
+    // Writes the heatmap (.png, .pdf, .csv); a failure is reported and returned.
+    ExportResult exportTo(const QString& path);
+    void setShowDialogs(bool show) { show_dialogs_ = show; }
+    QString lastError() const { return last_error_; }
+
+    // Where the scores of `folder` are cached.
+    static QString cacheFileFor(const QString& folder);
+    // The fixtures' fine-tuning text when present, else the bundled demo text.
+    static QString defaultCalibrationText();
+
+Q_SIGNALS:
+    void scoresChanged();
+    void calibrationFinished(bool ok, const QString& message);
+    void errorReported(const QString& message);
+
+private:
+    void buildUi();
+    void chooseCalibrationText();
+    void chooseExportFile();
+    void updateKeptPairs();
+    void updateView();
+    void onCalibrationFinished(bool ok, bool cancelled, const QString& message);
+    void report(const QString& title, const QString& message);
+
+    QString folder_;
+    std::optional<mlawb::ModelConfig> config_;
+    std::optional<mlawb::RopeScores> scores_;
+    mlawb::KeptPairs kept_;
+    BackgroundJob* job_ = nullptr;
+    bool show_dialogs_ = true;
+    QString last_error_;
+
+    RopeHeatmap* heatmap_ = nullptr;
+    QComboBox* quantity_ = nullptr;
+    QSpinBox* head_ = nullptr;
+    QComboBox* strategy_ = nullptr;
+    QSpinBox* r_ = nullptr;
+    QSpinBox* windows_ = nullptr;
+    QSpinBox* seq_len_ = nullptr;
+    QPushButton* calibrate_ = nullptr;
+    QPushButton* cancel_ = nullptr;
+    QProgressBar* progress_ = nullptr;
+    QLabel* status_ = nullptr;
+};
+
+}  // namespace mlawb::gui
