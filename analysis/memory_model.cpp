@@ -27,10 +27,13 @@ double percent_smaller(double value, double original) { return original > 0 ? 10
 
 }  // namespace
 
-MemoryEstimate estimate_memory(const ModelConfig& config, const MlaSpec& spec, int64_t ctx, int64_t batch) {
+MemoryEstimate estimate_memory(const ModelConfig& config, const MlaSpec& spec, int64_t ctx, int64_t batch,
+                               int compute_element_bytes) {
     spec.validate_sizes(config);
     if (ctx < 1) throw Error("", "ctx", "must be at least 1 token (got " + std::to_string(ctx) + ")");
     if (batch < 1) throw Error("", "batch", "must be at least 1 sequence (got " + std::to_string(batch) + ")");
+    if (compute_element_bytes != 2 && compute_element_bytes != 4)
+        throw Error("", "compute_element_bytes", "must be 2 (fp16) or 4 (float32), got " + std::to_string(compute_element_bytes));
     if (spec.svd != SvdMode::None && spec.kept_pairs(config) < 0)
         throw Error("", "--mla", "r: the memory model needs r for strategy custom");
 
@@ -84,6 +87,25 @@ MemoryEstimate estimate_memory(const ModelConfig& config, const MlaSpec& spec, i
     m.reduction_percent = percent_smaller(m.nominal_bytes_per_token_layer, m.original_bytes_per_token_layer);
     m.reduction_percent_real = percent_smaller(m.real_bytes_per_token_layer, m.original_bytes_per_token_layer);
     m.total_reduction_percent_real = percent_smaller(m.real_total_bytes, m.original_total_bytes);
+
+    // Exact: the window rule and packing of core/kv_quant.h.
+    m.residual = spec.residual;
+    m.compute_element_bytes = compute_element_bytes;
+    const int64_t unquantized_per_token = m.elements_per_token * compute_element_bytes;
+    if (spec.kv_bits < 16) {
+        m.exact_window_tokens = spec.residual == 0 ? 0 : (ctx - 1) % spec.residual + 1;
+        for (const CachedPart& part : m.parts) {
+            m.exact_packed_bytes_per_token += (part.elements_per_token_layer * spec.kv_bits + 7) / 8 * m.n_layer;
+            m.exact_scale_zero_bytes_per_token +=
+                part.groups_per_token_layer * static_cast<int64_t>(kGroupOverheadBytes) * m.n_layer;
+        }
+        const int64_t quantized_tokens = ctx - m.exact_window_tokens;
+        m.exact_total_bytes = (quantized_tokens * (m.exact_packed_bytes_per_token + m.exact_scale_zero_bytes_per_token) +
+                               m.exact_window_tokens * unquantized_per_token) *
+                              batch;
+    } else {
+        m.exact_total_bytes = ctx * unquantized_per_token * batch;
+    }
     return m;
 }
 

@@ -16,8 +16,15 @@
 // one fp16 zero point (4 bytes) per quantization group of kv_group values; groups run along
 // each token's values, counted per cached part (a part shorter than a group is one group).
 // With a context, the most recent min(ctx, residual) tokens stay at 16 bits (the residual
-// window of KIVI-style caches). The exact window accounting belongs to the KV-quantization
-// issue; this is the simple estimate. Reductions are against the original at 16 bits.
+// window of KIVI-style caches); that is the simple estimate.
+// "Exact" is what core/kv_quant.h stores after ctx tokens: the window holds
+// W = ((ctx - 1) mod residual) + 1 tokens (0 when residual = 0), the other ctx - W tokens are
+// quantized at ceil(part elements x kv_bits / 8) packed bytes + 4 bytes per group, per part;
+// window tokens cost elements x compute_element_bytes (2 for an fp16 engine, the default;
+// this engine computes in float32, 4). At 16 bits: ctx x elements x compute_element_bytes.
+// Exact for the original model and MLA joint / split; partial-RoPE only (svd=none, r < d/2)
+// caches k_rope and k_nope apart, so its group count can differ from the "k" part's here.
+// Reductions are against the original at 16 bits.
 #pragma once
 
 #include <cstdint>
@@ -76,10 +83,20 @@ struct MemoryEstimate {
     double reduction_percent = 0;             // nominal, per token
     double reduction_percent_real = 0;        // per token with scale/zero-point overhead
     double total_reduction_percent_real = 0;  // at ctx x batch, residual window included
+
+    // Exact bytes as the quantized cache stores them (see the header comment).
+    int64_t residual = 0;                  // the setting's residual window length
+    int compute_element_bytes = 2;         // bytes per unquantized cached value
+    int64_t exact_window_tokens = 0;       // W: tokens at compute precision
+    int64_t exact_packed_bytes_per_token = 0;     // packed values, all layers, one quantized token
+    int64_t exact_scale_zero_bytes_per_token = 0; // fp16 scales + zeros, all layers, one quantized token
+    int64_t exact_total_bytes = 0;         // ctx x batch, all layers
 };
 
 // Checks the spec's sizes against the model (MlaSpec::validate_sizes; scores and mask files
 // are not needed) and estimates. ctx >= 1 tokens, batch >= 1. Throws mlawb::Error.
-MemoryEstimate estimate_memory(const ModelConfig& config, const MlaSpec& spec, int64_t ctx, int64_t batch);
+// compute_element_bytes (2 or 4) only changes the exact_* figures.
+MemoryEstimate estimate_memory(const ModelConfig& config, const MlaSpec& spec, int64_t ctx, int64_t batch,
+                               int compute_element_bytes = 2);
 
 }  // namespace mlawb

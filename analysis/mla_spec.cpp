@@ -10,6 +10,7 @@
 #include <charconv>
 #include <set>
 #include <sstream>
+#include <utility>
 #include <vector>
 
 namespace mlawb {
@@ -87,6 +88,17 @@ void check_model_free(const MlaSpec& s) {
     one_of("kv_bits", std::to_string(s.kv_bits), kKvBits);
     if (s.kv_group < 1) refuse("kv_group: must be at least 1 (got " + std::to_string(s.kv_group) + ")");
     if (s.residual < 0) refuse("residual: must be at least 0 (got " + std::to_string(s.residual) + ")");
+}
+
+// The quantized cache groups each token's values of one cached part (all heads) in runs of
+// kv_group; a group must not straddle a tail: kv_group divides the part's width, or the part
+// is narrower than one group (then it is one group). widths: name -> values per token.
+void check_group_divides(const MlaSpec& s, const std::vector<std::pair<std::string, int64_t>>& widths) {
+    if (s.kv_bits >= 16) return;
+    for (const auto& [name, width] : widths)
+        if (width > s.kv_group && width % s.kv_group != 0)
+            refuse("kv_group: " + std::to_string(s.kv_group) + " does not divide the cached " + name + " width of " +
+                   std::to_string(width) + " values per token (use a divisor, or a group at least as wide)");
 }
 
 // Largest d_kv (per KV head) whose latent n_kv x d_kv fits the rank of the matrix it
@@ -182,7 +194,18 @@ void MlaSpec::validate_sizes(const ModelConfig& config) const {
                    std::to_string(start) + " reaches pair " + std::to_string(last) + " past the last pair " +
                    std::to_string(pairs - 1) + " (start at most " + std::to_string(pairs - 1 - (r - 1) * step) + ")");
     }
-    if (svd == SvdMode::None) return;
+    const int64_t kept_for_cache = kept_pairs(config);
+    if (svd == SvdMode::None) {
+        if (strategy == "full" || kept_for_cache < 0)
+            check_group_divides(*this, {{"k", n_kv * d}, {"v", n_kv * d}});
+        else
+            check_group_divides(*this, {{"k_rope", n_kv * 2 * kept_for_cache},
+                                        {"k_nope", n_kv * (d - 2 * kept_for_cache)},
+                                        {"v", n_kv * d}});
+        return;
+    }
+    if (kept_for_cache >= 0)
+        check_group_divides(*this, {{"c_kv", n_kv * d_kv}, {"k_rope", n_kv * 2 * kept_for_cache}});
     if (r == -1 && strategy == "custom")
         refuse("r: strategy custom with svd=" + std::string(svd_mode_name(svd)) +
                " needs r (pairs per head in the mask): the latent's size depends on it");

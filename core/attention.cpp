@@ -66,7 +66,15 @@ LlamaAttention::LlamaAttention(const ModelConfig& c)
     o_proj = register_module("o_proj", torch::nn::Linear(LinearOptions(c.n_head * c.head_dim, c.hidden).bias(c.o_bias)));
 }
 
+std::unique_ptr<LayerCache> AttentionBase::make_cache(const CacheOptions& options) const {
+    TORCH_CHECK(!options.quantized(), "this attention kind has no quantized cache");
+    return make_cache();
+}
+
 std::unique_ptr<LayerCache> LlamaAttention::make_cache() const { return std::make_unique<StandardLayerCache>(); }
+std::unique_ptr<LayerCache> LlamaAttention::make_cache(const CacheOptions& options) const {
+    return std::make_unique<StandardLayerCache>(options);
+}
 
 torch::Tensor LlamaAttention::forward(const torch::Tensor& x, const RotaryEmbedding& rope, LayerCache& layer_cache) {
     auto& cache = dynamic_cast<StandardLayerCache&>(layer_cache);

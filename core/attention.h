@@ -20,6 +20,9 @@ public:
     // keys/values (or latents) to `cache` and returns [B, T, hidden].
     virtual torch::Tensor forward(const torch::Tensor& x, const RotaryEmbedding& rope, LayerCache& cache) = 0;
     virtual std::unique_ptr<LayerCache> make_cache() const = 0;
+    // A cache storing its values as `options` says (quantized when options.bits < 16). The
+    // default refuses quantization: an attention kind opts in by overriding it.
+    virtual std::unique_ptr<LayerCache> make_cache(const CacheOptions& options) const;
 };
 
 // Additive attention mask [T, S] for T queries at positions past..past+T-1 over S = past + T
@@ -42,6 +45,7 @@ public:
     explicit LlamaAttention(const ModelConfig& config);
     torch::Tensor forward(const torch::Tensor& x, const RotaryEmbedding& rope, LayerCache& cache) override;
     std::unique_ptr<LayerCache> make_cache() const override;
+    std::unique_ptr<LayerCache> make_cache(const CacheOptions& options) const override;
 
     torch::nn::Linear q_proj{nullptr};  // [n_head * d, hidden]
     torch::nn::Linear k_proj{nullptr};  // [n_kv * d, hidden]

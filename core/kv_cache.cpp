@@ -1,5 +1,7 @@
 #include "core/kv_cache.h"
 
+#include "core/kv_quant.h"
+
 #include <algorithm>
 
 namespace mlawb {
@@ -44,6 +46,25 @@ int64_t GrowableSequence::allocated_bytes() const {
 void GrowableSequence::clear() {
     storage_ = torch::Tensor();
     length_ = 0;
+}
+
+CachedSequence::CachedSequence(const CacheOptions& options) {
+    if (options.quantized()) quantized_ = std::make_unique<QuantizedSequence>(options);
+}
+CachedSequence::~CachedSequence() = default;
+CachedSequence::CachedSequence(CachedSequence&&) noexcept = default;
+CachedSequence& CachedSequence::operator=(CachedSequence&&) noexcept = default;
+
+torch::Tensor CachedSequence::append(const torch::Tensor& x) { return quantized_ ? quantized_->append(x) : plain_.append(x); }
+torch::Tensor CachedSequence::view() const { return quantized_ ? quantized_->view() : plain_.view(); }
+int64_t CachedSequence::length() const { return quantized_ ? quantized_->length() : plain_.length(); }
+int64_t CachedSequence::bytes() const { return quantized_ ? quantized_->bytes() : plain_.bytes(); }
+int64_t CachedSequence::allocated_bytes() const {
+    return quantized_ ? quantized_->allocated_bytes() : plain_.allocated_bytes();
+}
+void CachedSequence::clear() {
+    if (quantized_) quantized_->clear();
+    plain_.clear();
 }
 
 int64_t KVCache::bytes() const {

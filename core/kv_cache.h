@@ -20,6 +20,18 @@ public:
     virtual void clear() = 0;
 };
 
+// How a cache stores its values: bits = 16 keeps the compute dtype (float32 here); 8, 4 or 2
+// quantize per token in groups of `group` values, the most recent `residual` tokens kept
+// unquantized (core/kv_quant.h describes the layout and the flush rule).
+struct CacheOptions {
+    int bits = 16;
+    int64_t group = 64;
+    int64_t residual = 128;
+    bool quantized() const { return bits < 16; }
+};
+
+class QuantizedSequence;
+
 // A growable [B, heads, T, width] buffer along T (dim 2).
 class GrowableSequence {
 public:
@@ -36,11 +48,34 @@ private:
     int64_t length_ = 0;
 };
 
+// One cached tensor [B, heads, T, width]: a GrowableSequence at bits = 16, else a
+// QuantizedSequence. Same interface as GrowableSequence.
+class CachedSequence {
+public:
+    explicit CachedSequence(const CacheOptions& options = {});
+    ~CachedSequence();
+    CachedSequence(CachedSequence&&) noexcept;
+    CachedSequence& operator=(CachedSequence&&) noexcept;
+
+    torch::Tensor append(const torch::Tensor& x);  // x [B, heads, t, width] -> [B, heads, T, width]
+    torch::Tensor view() const;
+    int64_t length() const;
+    int64_t bytes() const;
+    int64_t allocated_bytes() const;
+    void clear();
+    bool quantized() const { return quantized_ != nullptr; }
+
+private:
+    GrowableSequence plain_;
+    std::unique_ptr<QuantizedSequence> quantized_;  // null at 16 bits
+};
+
 // Standard attention cache: K after RoPE and V, un-repeated KV heads.
 class StandardLayerCache : public LayerCache {
 public:
-    GrowableSequence keys;    // [B, n_kv, T, head_dim]
-    GrowableSequence values;  // [B, n_kv, T, head_dim]
+    explicit StandardLayerCache(const CacheOptions& options = {}) : keys(options), values(options) {}
+    CachedSequence keys;    // [B, n_kv, T, head_dim]
+    CachedSequence values;  // [B, n_kv, T, head_dim]
 
     int64_t length() const override { return keys.length(); }
     int64_t bytes() const override { return keys.bytes() + values.bytes(); }

@@ -74,9 +74,12 @@ DecoderLayer LlamaForCausalLMImpl::layer(int64_t i) const {
     return DecoderLayer(model->layers->ptr<DecoderLayerImpl>(i));
 }
 
-KVCache LlamaForCausalLMImpl::make_cache() const {
+KVCache LlamaForCausalLMImpl::make_cache() const { return make_cache(cache_options_); }
+
+KVCache LlamaForCausalLMImpl::make_cache(const CacheOptions& options) const {
     std::vector<std::unique_ptr<LayerCache>> layers;
-    for (int64_t l = 0; l < config_.n_layer; ++l) layers.push_back(layer(l)->self_attn->make_cache());
+    for (int64_t l = 0; l < config_.n_layer; ++l)
+        layers.push_back(options.quantized() ? layer(l)->self_attn->make_cache(options) : layer(l)->self_attn->make_cache());
     return KVCache(std::move(layers));
 }
 

@@ -74,7 +74,11 @@ public:
     torch::Tensor forward_hidden(const torch::Tensor& input_ids, KVCache& cache);
     torch::Tensor logits(const torch::Tensor& hidden) const;
 
+    // A cache as cache_options() says (float32 values unless set_cache_options quantizes them).
     KVCache make_cache() const;
+    KVCache make_cache(const CacheOptions& options) const;
+    void set_cache_options(const CacheOptions& options) { cache_options_ = options; }
+    const CacheOptions& cache_options() const { return cache_options_; }
     DecoderLayer layer(int64_t i) const;
     const ModelConfig& config() const { return config_; }
     const RotaryEmbedding& rope() const { return rope_; }
@@ -89,6 +93,7 @@ public:
 private:
     ModelConfig config_;
     RotaryEmbedding rope_;
+    CacheOptions cache_options_;
 };
 TORCH_MODULE(LlamaForCausalLM);
 

@@ -67,6 +67,9 @@ MlaAttention::MlaAttention(const ModelConfig& c, MlaLayerShape shape)
 }
 
 std::unique_ptr<LayerCache> MlaAttention::make_cache() const { return std::make_unique<MlaLayerCache>(); }
+std::unique_ptr<LayerCache> MlaAttention::make_cache(const CacheOptions& options) const {
+    return std::make_unique<MlaLayerCache>(options);
+}
 
 // RoPE on compact rope dims laid out [firsts (r), seconds (r)] per KV head.
 // x: [B, n_kv, T, 2r], or grouped [B, n_kv, group, T, 2r].

@@ -27,10 +27,12 @@ enum class MlaKind { PartialRopeOnly, Joint, Split };
 // What a converted layer caches per token: c_kv and k_rope (or k_rope, k_nope and v).
 class MlaLayerCache : public LayerCache {
 public:
-    GrowableSequence latent;  // [B, 1, T, L] (empty for PartialRopeOnly)
-    GrowableSequence k_rope;  // [B, n_kv, T, 2r] after RoPE
-    GrowableSequence k_nope;  // [B, n_kv, T, d - 2r] (PartialRopeOnly only)
-    GrowableSequence values;  // [B, n_kv, T, d]      (PartialRopeOnly only)
+    explicit MlaLayerCache(const CacheOptions& options = {})
+        : latent(options), k_rope(options), k_nope(options), values(options) {}
+    CachedSequence latent;  // [B, 1, T, L] (empty for PartialRopeOnly)
+    CachedSequence k_rope;  // [B, n_kv, T, 2r] after RoPE
+    CachedSequence k_nope;  // [B, n_kv, T, d - 2r] (PartialRopeOnly only)
+    CachedSequence values;  // [B, n_kv, T, d]      (PartialRopeOnly only)
 
     int64_t length() const override { return k_rope.length(); }
     int64_t bytes() const override { return latent.bytes() + k_rope.bytes() + k_nope.bytes() + values.bytes(); }
@@ -56,6 +58,7 @@ public:
     MlaAttention(const ModelConfig& config, MlaLayerShape shape);
     torch::Tensor forward(const torch::Tensor& x, const RotaryEmbedding& rope, LayerCache& cache) override;
     std::unique_ptr<LayerCache> make_cache() const override;
+    std::unique_ptr<LayerCache> make_cache(const CacheOptions& options) const override;
 
     // Decode of single tokens scores against the latent (absorbed); off = rebuild K/V (reference).
     void set_absorbed_decode(bool on) { absorbed_decode_ = on; }

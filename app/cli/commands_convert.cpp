@@ -47,6 +47,8 @@ std::optional<ResolvedSetting> apply_mla_option(LoadedModel& m, const ParsedArgs
     auto calibrate = [&](const std::string& calib_file) { return calibrate_with_progress(m, calib_file, spec.variant, io); };
     ResolvedSetting setting = resolve_setting(spec, m.config, calibrate);
     if (!setting.spec.is_original()) convert_to_mla(*m.model, setting.spec, setting.kept);
+    // kv_bits / kv_group / residual: every cache the model makes from now on (after calibration).
+    m.model->set_cache_options(CacheOptions{setting.spec.kv_bits, setting.spec.kv_group, setting.spec.residual});
     return setting;
 }
 
