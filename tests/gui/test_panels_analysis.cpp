@@ -25,7 +25,12 @@ constexpr int kJobTimeoutMs = 120000;
 
 QString bundledModel() { return QString::fromStdString(mlawb::test::source_dir() + "/resources/models/wb-tiny-mha"); }
 QString demoText() { return QString::fromStdString(mlawb::test::source_dir() + "/resources/text/demo.txt"); }
-QString screenshotDir() { return QString::fromStdString(mlawb::test::source_dir() + "/docs/screenshots"); }
+// MLAWB_SCREENSHOT_DIR (e.g. docs/screenshots when refreshing the docs), else the build folder:
+// a test run never rewrites files of the checkout.
+QString screenshotDir() {
+    const QByteArray dir = qgetenv("MLAWB_SCREENSHOT_DIR");
+    return dir.isEmpty() ? QString::fromStdString(mlawb::test::binary_dir() + "/screenshots") : QString::fromUtf8(dir);
+}
 
 int csvRows(const QString& path) {
     QFile file(path);
