@@ -3,6 +3,7 @@
 
 #include "core/error.h"
 
+#include <cmath>
 #include <string>
 
 namespace mlawb {
@@ -80,6 +81,16 @@ QuantizedRows quantize_rows(const torch::Tensor& x, int bits, int64_t group) {
     const double levels = static_cast<double>((1 << bits) - 1);
     torch::Tensor g = pad_to_groups(x.to(torch::kFloat32), group).view({n, groups, group});
     torch::Tensor lo = std::get<0>(g.min(-1)), hi = std::get<0>(g.max(-1));  // [N, groups]
+    // Zero points and scales are stored in float16: a group whose minimum or range lies beyond
+    // float16's largest finite value (65504, less one step for the rounding away from the data)
+    // would get an infinite scale or zero, and NaN activations would poison the whole group.
+    // Refuse rather than cache garbage.
+    const double lo_abs = lo.abs().max().item<double>(), range = (hi - lo).max().item<double>();
+    if (!std::isfinite(lo_abs) || !std::isfinite(range) || lo_abs > 65472.0 || range / levels > 65472.0)
+        throw Error("", "kv_bits",
+                    "cannot quantize the KV cache: a group holds values of magnitude " + std::to_string(lo_abs) +
+                        " and range " + std::to_string(range) +
+                        " beyond the float16 scale/zero-point range (65504) or non-finite; use kv_bits=16");
     // zero: fp16 at or below the minimum; scale: fp16 at or above (max - zero) / levels.
     torch::Tensor zero = lo.to(torch::kFloat16);
     zero = torch::where(zero.to(torch::kFloat32).gt(lo), half_step(zero, /*down=*/true), zero);

@@ -350,14 +350,17 @@ void ResultsStore::record_memory(int64_t run_id, const MemoryRow& memory) {
     require_run(db_, path_, where, run_id);
     Statement upsert(db_, path_, where,
                      "INSERT INTO memory (run_id, kv_elements_per_token, bytes_formula, bytes_measured, measured_tokens, "
-                     "peak_rss_bytes, peak_gpu_bytes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                     "peak_rss_bytes, peak_gpu_bytes, kv_bits, kv_group, kv_residual, bytes_real) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) "
                      "ON CONFLICT (run_id) DO UPDATE SET kv_elements_per_token = excluded.kv_elements_per_token, "
                      "bytes_formula = excluded.bytes_formula, bytes_measured = excluded.bytes_measured, "
                      "measured_tokens = excluded.measured_tokens, peak_rss_bytes = excluded.peak_rss_bytes, "
-                     "peak_gpu_bytes = excluded.peak_gpu_bytes");
+                     "peak_gpu_bytes = excluded.peak_gpu_bytes, kv_bits = excluded.kv_bits, "
+                     "kv_group = excluded.kv_group, kv_residual = excluded.kv_residual, bytes_real = excluded.bytes_real");
     upsert.bind(1, run_id).bind(2, memory.kv_elements_per_token).bind(3, memory.bytes_formula);
     upsert.bind(4, memory.bytes_measured).bind(5, memory.measured_tokens).bind(6, memory.peak_rss_bytes);
-    upsert.bind(7, memory.peak_gpu_bytes).run();
+    upsert.bind(7, memory.peak_gpu_bytes).bind(8, static_cast<int64_t>(memory.kv_bits)).bind(9, memory.kv_group);
+    upsert.bind(10, memory.kv_residual).bind(11, memory.bytes_real).run();
     transaction.commit();
 }
 

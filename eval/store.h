@@ -1,7 +1,7 @@
 // The results store: every evaluation number in one SQLite file, resumable and comparable,
 // readable by the sqlite3 CLI. Default file: results.db in the current folder (--db FILE).
 //
-// Schema (version 1, in PRAGMA user_version; migrations in eval/store_schema.cpp):
+// Schema (version 2, in PRAGMA user_version; migrations in eval/store_schema.cpp):
 //
 //   models    id INTEGER PRIMARY KEY, path TEXT, content_hash TEXT UNIQUE, config_json TEXT
 //             One row per checkpoint content; `path` is where it was seen last.
@@ -30,7 +30,12 @@
 //   memory    run_id -> runs (PRIMARY KEY), kv_elements_per_token INTEGER (all layers),
 //             bytes_formula REAL (KV bytes per token, all layers, by analysis/memory_model),
 //             bytes_measured INTEGER (largest KV cache measured, bytes), measured_tokens INTEGER
-//             (tokens that cache held), peak_rss_bytes, peak_gpu_bytes INTEGER (NULL = unknown)
+//             (tokens that cache held), peak_rss_bytes, peak_gpu_bytes INTEGER (NULL = unknown),
+//             [v2] kv_bits INTEGER (2/4/8/16: bits per cached value), kv_group INTEGER (values per
+//             quantization group, 0 at 16 bits), kv_residual INTEGER (most recent tokens kept at
+//             16 bits), bytes_real REAL (KV bytes per token, all layers, with the per-group scale
+//             and zero point; = bytes_formula at 16 bits). bytes_formula is the nominal figure
+//             papers quote (elements x bits / 8).
 //
 // Journal mode WAL, foreign keys on, busy timeout 10 s (two processes writing one file both
 // succeed), synchronous=NORMAL (a killed process loses at most its open transaction; only a
@@ -84,7 +89,7 @@ struct sqlite3;
 namespace mlawb {
 
 inline constexpr const char* kDefaultResultsDb = "results.db";  // in the current folder
-inline constexpr int kResultsSchemaVersion = 1;
+inline constexpr int kResultsSchemaVersion = 2;
 
 enum class RunStatus { Running, Finished, Failed, Cancelled };
 const char* run_status_name(RunStatus status);  // "running", "finished", "failed", "cancelled"
@@ -132,6 +137,10 @@ struct MemoryRow {
     int64_t kv_elements_per_token = 0;
     double bytes_formula = 0;  // KV bytes per token, all layers
     std::optional<int64_t> bytes_measured, measured_tokens, peak_rss_bytes, peak_gpu_bytes;
+    // Cache settings (schema v2). bytes_real: per token, all layers, with scales and zero points.
+    int kv_bits = 16;
+    int64_t kv_group = 0, kv_residual = 0;
+    double bytes_real = 0;
 };
 
 struct RunSummary {

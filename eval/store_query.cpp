@@ -104,10 +104,13 @@ RunDetail ResultsStore::run(int64_t run_id) const {
 
     Statement memory(db_, path_, "memory: read",
                      "SELECT kv_elements_per_token, bytes_formula, bytes_measured, measured_tokens, peak_rss_bytes, "
-                     "peak_gpu_bytes FROM memory WHERE run_id = ?1");
+                     "peak_gpu_bytes, kv_bits, kv_group, kv_residual, bytes_real FROM memory WHERE run_id = ?1");
     if (memory.bind(1, run_id).step())
-        d.memory = MemoryRow{memory.integer(0), memory.real(1), memory.optional_integer(2), memory.optional_integer(3),
-                             memory.optional_integer(4), memory.optional_integer(5)};
+        d.memory = MemoryRow{memory.integer(0),          memory.real(1),
+                             memory.optional_integer(2), memory.optional_integer(3),
+                             memory.optional_integer(4), memory.optional_integer(5),
+                             static_cast<int>(memory.integer(6)), memory.integer(7),
+                             memory.integer(8),          memory.real(9)};
     return d;
 }
 

@@ -75,11 +75,24 @@ CREATE TABLE memory (
 );
 )sql";
 
+// Version 2. The KV cache settings a run used and the real bytes per token beside the nominal
+// figure (bytes_formula): a quantized cache also stores a scale and a zero point per group and
+// keeps its residual window at 16 bits, so the two differ. Rows written by version 1 used a
+// 16-bit cache, where real = nominal.
+const char* const kSchemaV2 = R"sql(
+ALTER TABLE memory ADD COLUMN kv_bits INTEGER NOT NULL DEFAULT 16 CHECK (kv_bits IN (2, 4, 8, 16));
+ALTER TABLE memory ADD COLUMN kv_group INTEGER NOT NULL DEFAULT 0 CHECK (kv_group >= 0);
+ALTER TABLE memory ADD COLUMN kv_residual INTEGER NOT NULL DEFAULT 0 CHECK (kv_residual >= 0);
+ALTER TABLE memory ADD COLUMN bytes_real REAL;
+UPDATE memory SET bytes_real = bytes_formula;
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations() {
     static const std::vector<Migration> migrations = {
         {1, "models, settings, runs, samples, metrics, memory", kSchemaV1},
+        {2, "memory: kv_bits, kv_group, kv_residual, bytes_real", kSchemaV2},
     };
     return migrations;
 }

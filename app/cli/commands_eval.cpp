@@ -105,14 +105,24 @@ RunRequest base_request(const EvalContext& ctx, const std::string& task, const s
     return req;
 }
 
-void record_memory_row(const EvalContext& ctx, int64_t run_id) {
+// The memory row of a run: the memory model's nominal and real KV bytes per token (all layers)
+// for the setting's cache (bits, group, residual window), and this process's peak RSS.
+MemoryRow memory_row(const MemoryEstimate& memory, const MlaSpec& spec) {
     MemoryRow mem;
-    mem.kv_elements_per_token = ctx.memory.elements_per_token;
-    mem.bytes_formula = ctx.memory.nominal_bytes_per_token;
+    mem.kv_elements_per_token = memory.elements_per_token;
+    mem.bytes_formula = memory.nominal_bytes_per_token;
+    mem.bytes_real = memory.real_bytes_per_token;
+    mem.kv_bits = spec.kv_bits;
+    mem.kv_group = spec.kv_bits < 16 ? spec.kv_group : 0;
+    mem.kv_residual = spec.kv_bits < 16 ? spec.residual : 0;
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);
     mem.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
-    ctx.store.record_memory(run_id, mem);
+    return mem;
+}
+
+void record_memory_row(const EvalContext& ctx, int64_t run_id) {
+    ctx.store.record_memory(run_id, memory_row(ctx.memory, ctx.spec));
 }
 
 // --perplexity FILE: one run whose metric is the held-out perplexity.
@@ -339,13 +349,7 @@ int cmd_eval(const ParsedArgs& a, Io& io) {
         dataset_scores[name] = agg[name];
         if (!run.finished) {
             store.record_metrics(run.run_id, metric_rows);
-            MemoryRow mem;
-            mem.kv_elements_per_token = memory.elements_per_token;
-            mem.bytes_formula = memory.nominal_bytes_per_token;
-            rusage usage{};
-            getrusage(RUSAGE_SELF, &usage);
-            mem.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
-            store.record_memory(run.run_id, mem);
+            store.record_memory(run.run_id, memory_row(memory, spec));
             store.finish_run(run.run_id, RunStatus::Finished);
         }
     }

@@ -106,7 +106,11 @@ json detail_json(const RunDetail& d) {
                        {"bytes_measured", optional_json(d.memory->bytes_measured)},
                        {"measured_tokens", optional_json(d.memory->measured_tokens)},
                        {"peak_rss_bytes", optional_json(d.memory->peak_rss_bytes)},
-                       {"peak_gpu_bytes", optional_json(d.memory->peak_gpu_bytes)}};
+                       {"peak_gpu_bytes", optional_json(d.memory->peak_gpu_bytes)},
+                       {"kv_bits", d.memory->kv_bits},
+                       {"kv_group", d.memory->kv_group},
+                       {"kv_residual", d.memory->kv_residual},
+                       {"bytes_real", d.memory->bytes_real}};
     else
         j["memory"] = nullptr;
     return j;

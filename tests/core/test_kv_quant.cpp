@@ -12,6 +12,7 @@
 #include "test_support.h"
 
 #include <QtTest>
+#include <cmath>
 
 using namespace mlawb;
 
@@ -195,6 +196,16 @@ void TestKvQuant::badSettingsRefused() {
     MLAWB_EXPECT_ERROR(QuantizedSequence(CacheOptions{4, 0, 128}), "kv_group");
     MLAWB_EXPECT_ERROR(QuantizedSequence(CacheOptions{4, 64, -1}), "residual");
     MLAWB_EXPECT_ERROR(quantize_rows(torch::zeros({1, 8}), 16, 8), "kv_bits");
+    // Scales and zero points are float16: values beyond its range, or NaN, are refused.
+    MLAWB_EXPECT_ERROR(quantize_rows(torch::full({2, 8}, -1e6), 8, 8), "kv_bits", "float16");
+    MLAWB_EXPECT_ERROR(quantize_rows(torch::tensor({0.0, 1e9, 0.0, 0.0}).view({1, 4}), 2, 4), "kv_bits", "float16");
+    MLAWB_EXPECT_ERROR(quantize_rows(torch::tensor({0.0, std::nan(""), 1.0, 2.0}).view({1, 4}), 4, 4), "kv_bits",
+                       "non-finite");
+    // Just inside the range still round-trips within half a step.
+    const torch::Tensor big = torch::tensor({-60000.0f, 60000.0f, 0.0f, 1.0f}).view({1, 4});
+    const QuantizedRows q = quantize_rows(big, 8, 4);
+    const double step = q.scales.to(torch::kFloat32).max().item<double>();
+    QVERIFY((dequantize_rows(q, 4, 8, 4) - big).abs().max().item<double>() <= step / 2 + 1e-2);
 }
 
 QTEST_APPLESS_MAIN(TestKvQuant)

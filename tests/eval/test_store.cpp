@@ -5,6 +5,7 @@
 #include "core/error.h"
 #include "eval/store.h"
 #include "test_support.h"
+#include "eval/sqlite_test_support.h"
 
 #include <QProcess>
 #include <QTemporaryDir>
@@ -53,39 +54,6 @@ SampleRow sample(const std::string& id, double score, const std::string& predict
     s.generated_tokens = 4;
     s.length = 250;
     return s;
-}
-
-// A query on our own connection, to see the file as the sqlite3 CLI would.
-std::vector<std::string> query_column(const std::string& db_path, const std::string& sql) {
-    sqlite3* db = nullptr;
-    if (sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
-        sqlite3_close(db);
-        return {"open failed"};
-    }
-    sqlite3_stmt* stmt = nullptr;
-    std::vector<std::string> rows;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr) == SQLITE_OK)
-        while (sqlite3_step(stmt) == SQLITE_ROW) {
-            const unsigned char* text = sqlite3_column_text(stmt, 0);
-            rows.push_back(text ? reinterpret_cast<const char*>(text) : "NULL");
-        }
-    else
-        rows.push_back(std::string("prepare failed: ") + sqlite3_errmsg(db));
-    sqlite3_finalize(stmt);
-    sqlite3_close(db);
-    return rows;
-}
-
-int64_t count_rows(const std::string& db_path, const std::string& sql) {
-    const auto rows = query_column(db_path, sql);
-    return rows.size() == 1 ? std::stoll(rows[0]) : -1;
-}
-
-void exec_raw(const std::string& db_path, const std::string& sql) {
-    sqlite3* db = nullptr;
-    sqlite3_open(db_path.c_str(), &db);
-    sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
-    sqlite3_close(db);
 }
 
 QString child_exe() { return QStringLiteral(MLAWB_STORE_WRITER_CHILD); }
@@ -151,13 +119,13 @@ void TestStore::schemaCreatedWithPragmas() {
     QTemporaryDir dir;
     const std::string path = temp_file(dir, "new.db");
     ResultsStore store = ResultsStore::open(path);
-    QCOMPARE(store.schema_version(), 1);
+    QCOMPARE(store.schema_version(), kResultsSchemaVersion);
     QCOMPARE(store.pragma("journal_mode"), std::string("wal"));
     QCOMPARE(store.pragma("foreign_keys"), std::string("1"));
     QCOMPARE(store.pragma("busy_timeout"), std::string("10000"));
     QCOMPARE(store.integrity_check(), std::string("ok"));
     // Seen from another connection, as the sqlite3 CLI sees the file.
-    QCOMPARE(query_column(path, "PRAGMA user_version"), std::vector<std::string>{"1"});
+    QCOMPARE(query_column(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(kResultsSchemaVersion)});
     QCOMPARE(query_column(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
     QCOMPARE(query_column(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
              (std::vector<std::string>{"memory", "metrics", "models", "runs", "samples", "settings"}));
@@ -166,7 +134,7 @@ void TestStore::schemaCreatedWithPragmas() {
                                        "latency_ms", "generated_tokens", "length", "details_json"}));
     // Reopening an up-to-date file changes nothing.
     store = ResultsStore::open(path, ResultsStore::OpenMode::ExistingOnly);
-    QCOMPARE(store.schema_version(), 1);
+    QCOMPARE(store.schema_version(), kResultsSchemaVersion);
     MLAWB_EXPECT_ERROR(store.pragma("writable_schema"), "pragma", "not one of");
 }
 
@@ -302,7 +270,7 @@ void TestStore::refusedFiles_data() {
     QTest::addColumn<QString>("setup");
     QTest::addColumn<QString>("needle");
     QTest::newRow("not a database") << "text" << "not an SQLite database";
-    QTest::newRow("newer schema") << "newer" << "schema version 2 is newer than this program's (1)";
+    QTest::newRow("newer schema") << "newer" << "schema version 99 is newer than this program's";
     QTest::newRow("another program's database") << "foreign" << "another program";
     QTest::newRow("missing file for reading") << "missing" << "no such results database";
     QTest::newRow("a folder") << "folder" << "is a folder";
@@ -314,13 +282,13 @@ void TestStore::refusedFiles() {
     QTemporaryDir dir;
     const std::string path = temp_file(dir, "bad.db");
     if (setup == "text") std::ofstream(path) << "run_id,score\n1,0.5\n" << std::string(2000, 'x');
-    if (setup == "newer") exec_raw(path, "CREATE TABLE runs (id INTEGER); PRAGMA user_version = 2;");
+    if (setup == "newer") exec_raw(path, "CREATE TABLE runs (id INTEGER); PRAGMA user_version = 99;");
     if (setup == "foreign") exec_raw(path, "CREATE TABLE contacts (name TEXT);");
     if (setup == "folder") fs::create_directory(path);
     const auto mode = setup == "missing" ? ResultsStore::OpenMode::ExistingOnly : ResultsStore::OpenMode::CreateIfMissing;
     MLAWB_EXPECT_ERROR(ResultsStore::open(path, mode), path.c_str(), qPrintable(needle));
     if (setup == "missing") QVERIFY(!fs::exists(path));  // reading never creates a file
-    if (setup == "newer") QCOMPARE(query_column(path, "PRAGMA user_version"), std::vector<std::string>{"2"});
+    if (setup == "newer") QCOMPARE(query_column(path, "PRAGMA user_version"), std::vector<std::string>{"99"});
 }
 
 void TestStore::refusedWrites_data() {

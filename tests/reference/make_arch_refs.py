@@ -211,9 +211,13 @@ def make_family(name, fam, text, out_dir):
                 "argmax": logits.argmax(-1).tolist(),
                 "min_top2_margin": float((top2[:, 0] - top2[:, 1]).min()),
                 "greedy16": gen[0, len(ids):].tolist()})
-        for s in TRICKY:
+        specials = [t["content"] for t in json.loads(tok.to_str())["added_tokens"]]
+        with_specials = [f"{specials[0]}Hello{specials[-1]} world {specials[-1]}\n{specials[0]}",
+                         f"text before {specials[1 % len(specials)]}after"]
+        for s in TRICKY + with_specials:
             ids = tok.encode(s, add_special_tokens=False).ids
-            record["encodings"].append({"text": s, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)})
+            record["encodings"].append({"text": s, "ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False),
+                                        "decoded_skip_special": tok.decode(ids, skip_special_tokens=True)})
         with open(os.path.join(out_dir, name + ".json"), "w") as f:
             json.dump(record, f)
         sizes = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
