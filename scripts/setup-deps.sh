@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(
-  qt6-base-dev libqcustomplot-dev libqcustomplot2.1-qt6   # GUI: Qt 6 Widgets + QCustomPlot (Qt 6 build)
+  qt6-base-dev qt6-svg-dev libqcustomplot-dev libqcustomplot2.1-qt6   # GUI: Qt 6 Widgets, Qt SVG (plot export), QCustomPlot (Qt 6 build)
   libtorch-dev libeigen3-dev libsqlite3-dev nlohmann-json3-dev
   libopenblas0-pthread   # Debian's LibTorch calls libblas.so.3: OpenBLAS instead of netlib's reference BLAS is ~30x faster
   cmake ninja-build ccache g++

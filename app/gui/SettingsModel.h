@@ -69,6 +69,7 @@ public:
 
     void setScores(std::optional<RopeScores> scores) { scores_ = std::move(scores); }
     bool hasScores() const { return scores_.has_value(); }
+    const std::optional<RopeScores>& scores() const { return scores_; }
 
     // `mask_spec` names the mask the spectra were computed with (strategy, r, start, scores).
     void setSpectrum(SpectrumReport report, const MlaSpec& mask_spec);

@@ -1,10 +1,15 @@
-// mla-workbench: the desktop shell. Opens the bundled demo model (or the folder given as the
-// first argument) at start-up.
+// mla-workbench: the desktop shell. Opens the model given as the first argument, else the one
+// open when the last session ended, else the bundled demo model; restores the last session
+// (window layout, results database, the tabs' choices).
 //
-// Hidden option `--screenshot FILE`: once the model is shown, saves the main window as PNG and
-// quits (exit 0; 1 when the image cannot be written, 2 when the model fails to load). Used
-// for the documentation's screenshots and to check the layout on a headless machine.
+// --screenshots DIR [--model DIR]: visits every tab in a representative state, saves one PNG per
+// tab into DIR and exits (ScreenshotTour; 0 when every PNG was written). Works offscreen.
+// Hidden option --screenshot FILE: once the model is shown, saves the main window as PNG and
+// quits (exit 0; 1 when the image cannot be written, 2 when the model fails to load).
+// Neither screenshot mode reads or writes the session.
+#include "app/gui/BundledResources.h"
 #include "app/gui/MainWindow.h"
+#include "app/gui/ScreenshotTour.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
@@ -25,20 +30,48 @@ int main(int argc, char** argv) {
     parser.addHelpOption();
     parser.addVersionOption();
     parser.addPositionalArgument(QStringLiteral("model"),
-                                 QStringLiteral("Checkpoint folder to open (default: the bundled demo model)."),
+                                 QStringLiteral("Checkpoint folder to open (default: the last one, else the bundled "
+                                                "demo model)."),
                                  QStringLiteral("[model]"));
+    QCommandLineOption screenshotsOption(QStringLiteral("screenshots"),
+                                         QStringLiteral("Save one PNG per tab, in a representative state, into DIR, "
+                                                        "then quit."),
+                                         QStringLiteral("DIR"));
+    QCommandLineOption modelOption(QStringLiteral("model"),
+                                   QStringLiteral("The model for --screenshots (default: the bundled demo model)."),
+                                   QStringLiteral("DIR"));
     QCommandLineOption screenshotOption(QStringLiteral("screenshot"),
                                         QStringLiteral("Save the window as PNG once the model is shown, then quit."),
                                         QStringLiteral("FILE"));
     screenshotOption.setFlags(QCommandLineOption::HiddenFromHelp);
+    parser.addOption(screenshotsOption);
+    parser.addOption(modelOption);
     parser.addOption(screenshotOption);
     parser.process(app);
 
     const QStringList positional = parser.positionalArguments();
-    const QString folder = positional.isEmpty() ? QStringLiteral(MLAWB_DEMO_MODEL) : positional.first();
+    const bool unattended = parser.isSet(screenshotsOption) || parser.isSet(screenshotOption);
+    QString folder = parser.isSet(modelOption) ? parser.value(modelOption)
+                     : !positional.isEmpty()   ? positional.first()
+                                               : QString();
+    if (folder.isEmpty() && !unattended) folder = mlawb::gui::MainWindow::lastModelFolder();
+    if (folder.isEmpty()) folder = mlawb::gui::bundledModelFolder();
+    if (folder.isEmpty()) {
+        std::fprintf(stderr, "error: no model given and the bundled demo model is missing\n");
+        return 2;
+    }
 
     mlawb::gui::MainWindow window;
     window.resize(1280, 800);
+
+    if (parser.isSet(screenshotsOption)) {
+        mlawb::gui::ScreenshotTour tour(window, parser.value(screenshotsOption), folder);
+        QObject::connect(&tour, &mlawb::gui::ScreenshotTour::finished, &app,
+                         [](int code) { QCoreApplication::exit(code); }, Qt::QueuedConnection);
+        window.show();
+        tour.start();
+        return app.exec();
+    }
 
     if (parser.isSet(screenshotOption)) {
         const QString file = parser.value(screenshotOption);
@@ -56,6 +89,8 @@ int main(int argc, char** argv) {
                              std::fprintf(stderr, "error: %s\n", qPrintable(message));
                              QCoreApplication::exit(2);
                          });
+    } else {
+        window.restoreSession();
     }
 
     window.show();

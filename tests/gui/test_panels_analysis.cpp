@@ -1,8 +1,8 @@
 // The RoPE heatmap and spectrum panels offscreen: calibrate scores of the bundled model on the
 // demo text, outline strategy 2-norm r 4 and compare with find_strategy (what `mlawb strategy`
 // prints), compute spectra for high r 4 d_kv 16 and check the curves and the rank marker, and
-// export PNG / PDF / CSV (and fail loudly on an unwritable path). Saves the panels' screenshots.
-#include "test_support.h"
+// export PNG / PDF / SVG / CSV (and fail loudly on an unwritable path). Saves the panels' screenshots.
+#include "gui_test_support.h"
 
 #include "analysis/strategies.h"
 #include "app/gui/panels/RopeHeatmapPanel.h"
@@ -25,65 +25,8 @@ constexpr int kJobTimeoutMs = 120000;
 
 QString bundledModel() { return QString::fromStdString(mlawb::test::source_dir() + "/resources/models/wb-tiny-mha"); }
 QString demoText() { return QString::fromStdString(mlawb::test::source_dir() + "/resources/text/demo.txt"); }
-// MLAWB_SCREENSHOT_DIR (e.g. docs/screenshots when refreshing the docs), else the build folder:
-// a test run never rewrites files of the checkout.
-QString screenshotDir() {
-    const QByteArray dir = qgetenv("MLAWB_SCREENSHOT_DIR");
-    return dir.isEmpty() ? QString::fromStdString(mlawb::test::binary_dir() + "/screenshots") : QString::fromUtf8(dir);
-}
-
-int csvRows(const QString& path) {
-    QFile file(path);
-    if (!file.open(QIODevice::ReadOnly | QIODevice::Text)) return -1;
-    return static_cast<int>(file.readAll().trimmed().split('\n').size()) - 1;  // minus the header
-}
-
-// PNG decodes at `size`, PDF starts with %PDF, CSV holds `rows` data rows; a read-only folder fails.
-template <typename Panel>
-void checkExports(Panel& panel, int rows) {
-    QTemporaryDir dir;
-    QVERIFY(dir.isValid());
-    const QString png = dir.filePath(QStringLiteral("plot.png"));
-    ExportResult r = panel.exportTo(png);
-    QVERIFY2(r.ok, qPrintable(r.message));
-    QImage image(png);
-    QVERIFY(!image.isNull());
-    QCOMPARE(image.size(), kExportSize);
-
-    const QString pdf = dir.filePath(QStringLiteral("plot.pdf"));
-    r = panel.exportTo(pdf);
-    QVERIFY2(r.ok, qPrintable(r.message));
-    QFile pdfFile(pdf);
-    QVERIFY(pdfFile.open(QIODevice::ReadOnly));
-    QCOMPARE(pdfFile.read(4), QByteArray("%PDF"));
-
-    const QString csv = dir.filePath(QStringLiteral("plot.csv"));
-    r = panel.exportTo(csv);
-    QVERIFY2(r.ok, qPrintable(r.message));
-    QCOMPARE(csvRows(csv), rows);
-
-    // Unwritable whoever runs the test (root ignores a read-only folder's mode bits): /proc.
-    for (const char* name : {"/proc/mlawb-plot.png", "/proc/mlawb-plot.pdf", "/proc/mlawb-plot.csv"}) {
-        const QString path = QLatin1String(name);
-        r = panel.exportTo(path);
-        QVERIFY2(!r.ok, name);
-        QVERIFY2(r.message.startsWith(path + QStringLiteral(": ")) && r.message.size() > path.size() + 2,
-                 qPrintable(r.message));
-        QCOMPARE(panel.lastError(), r.message);
-        QVERIFY(!QFileInfo::exists(path));
-    }
-    r = panel.exportTo(dir.filePath(QStringLiteral("no-such-folder/plot.png")));
-    QVERIFY(!r.ok);
-    QVERIFY2(r.message.contains(QStringLiteral("does not exist")), qPrintable(r.message));
-    r = panel.exportTo(dir.filePath(QStringLiteral("plot.svgz")));
-    QVERIFY(!r.ok);
-    QVERIFY2(r.message.contains(QStringLiteral("unknown format")), qPrintable(r.message));
-}
-
-void saveScreenshot(QWidget& panel, const QString& name) {
-    QDir().mkpath(screenshotDir());
-    QVERIFY(panel.grab().save(screenshotDir() + QLatin1Char('/') + name, "PNG"));
-}
+using mlawb::test::checkExports;
+using mlawb::test::saveScreenshot;
 
 }  // namespace
 
@@ -153,8 +96,9 @@ private Q_SLOTS:
         QVERIFY(reopened.hasScores());
         QCOMPARE(reopened.scores()->scores, scores.scores);
 
-        saveScreenshot(panel, QStringLiteral("rope-heatmap.png"));
-        checkExports(panel, static_cast<int>(config.n_layer * config.head_dim / 2));
+        saveScreenshot(panel, QStringLiteral("panel-rope-heatmap.png"));
+        QCOMPARE(static_cast<int>(panel.exportedTable().rows.size()), static_cast<int>(config.n_layer * config.head_dim / 2));
+        checkExports(panel, QStringLiteral("RoPE pair"));
     }
 
     void calibrationCancels() {
@@ -207,8 +151,8 @@ private Q_SLOTS:
         QCOMPARE(plot->table().rows.front().at(0), QStringLiteral("2"));
 
         panel.showLayer(0);
-        saveScreenshot(panel, QStringLiteral("spectrum.png"));
-        checkExports(panel, static_cast<int>(plot->table().rows.size()));
+        saveScreenshot(panel, QStringLiteral("panel-spectrum.png"));
+        checkExports(panel, QStringLiteral("singular value index"));
     }
 
     void twoNormSpectrumNeedsScores() {

@@ -108,9 +108,20 @@ private Q_SLOTS:
         // Kept pairs of KV head 0 in every layer: high keeps {0..r-1}.
         QCOMPARE(panel.layerTable()->rowCount(), 6);
         for (int row = 0; row < 6; ++row) QCOMPARE(panel.layerTable()->item(row, 1)->text(), QStringLiteral("0, 1, 2, 3"));
-        // The buttons are not wired yet and say so.
+        // Evaluate needs a valid setting; Convert also needs the model's folder (weights).
+        QVERIFY(panel.evaluateButton()->isEnabled());
         QVERIFY(!panel.convertButton()->isEnabled());
-        QVERIFY(panel.convertButton()->toolTip().startsWith(QStringLiteral("Coming next")));
+        panel.setModelFolder(QString::fromStdString(tinyModel()));
+        QVERIFY(panel.convertButton()->isEnabled());
+        QSignalSpy evaluate(&panel, &SettingsPanel::evaluateRequested);
+        panel.evaluateButton()->click();
+        QCOMPARE(evaluate.count(), 1);
+        QCOMPARE(evaluate.first().first().toString(), QString::fromStdString(spec.to_string()));
+        // The original model has nothing to convert.
+        panel.setStrategy(QStringLiteral("full"));
+        panel.setSvdMode(mlawb::SvdMode::None);
+        QVERIFY(panel.evaluateButton()->isEnabled());
+        QVERIFY(!panel.convertButton()->isEnabled());
     }
 
     void refusalsShowValidationInRed() {
@@ -221,7 +232,8 @@ private Q_SLOTS:
 
     // With the real spectrum of the bundled model: the panel's errors, recomputed from the stored
     // singular values, equal compute_spectra's own at the rank it was computed for.
-    // docs/screenshots/settings.png comes from here (MLAWB_SCREENSHOT_DIR, else the build folder).
+    // The panel alone as panel-settings.png (MLAWB_SCREENSHOT_DIR, else the build folder); the
+    // documentation's window shots come from `mla-workbench --screenshots docs/screenshots`.
     void realSpectrumAndScreenshot() {
         MLAWB_REQUIRE_PATH(tinyModel());
         const mlawb::ModelConfig config = tinyConfig();
@@ -251,7 +263,7 @@ private Q_SLOTS:
                                 ? qEnvironmentVariable("MLAWB_SCREENSHOT_DIR")
                                 : QString::fromStdString(mlawb::test::binary_dir() + "/screenshots");
         QVERIFY(QDir().mkpath(dir));
-        QVERIFY(image.save(dir + QStringLiteral("/settings.png")));
+        QVERIFY(image.save(dir + QStringLiteral("/panel-settings.png")));
     }
 };
 

@@ -1,6 +1,7 @@
 #include "app/gui/panels/RopeHeatmapPanel.h"
 
 #include "analysis/calibration.h"
+#include "app/gui/BundledResources.h"
 #include "app/gui/plots/RopeHeatmap.h"
 #include "app/gui/workers/BackgroundJob.h"
 #include "core/error.h"
@@ -13,7 +14,6 @@
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLabel>
-#include <QMessageBox>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
@@ -34,7 +34,7 @@ bool scoresFitConfig(const mlawb::RopeScores& s, const mlawb::ModelConfig& c) {
 
 }  // namespace
 
-RopeHeatmapPanel::RopeHeatmapPanel(QWidget* parent) : QWidget(parent) {
+RopeHeatmapPanel::RopeHeatmapPanel(QWidget* parent) : PlotPanel(parent) {
     job_ = new BackgroundJob(this);
     connect(job_, &BackgroundJob::progressed, this, [this](qint64 done, qint64 total) {
         progress_->setRange(0, static_cast<int>(total));
@@ -54,6 +54,9 @@ void RopeHeatmapPanel::buildUi() {
     for (const char* name : {"2-norm", "high", "low", "uniform"}) strategy_->addItem(QString::fromLatin1(name));
     r_ = new QSpinBox;
     r_->setRange(1, 1);
+    start_ = new QSpinBox;
+    start_->setRange(0, 0);
+    start_->setToolTip(tr("uniform: the first kept pair (then every n_pairs/r-th)"));
     windows_ = new QSpinBox;
     windows_->setRange(1, 1 << 16);
     windows_->setValue(16);
@@ -81,6 +84,8 @@ void RopeHeatmapPanel::buildUi() {
     viewRow->addWidget(strategy_);
     viewRow->addWidget(new QLabel(tr("r")));
     viewRow->addWidget(r_);
+    viewRow->addWidget(new QLabel(tr("start")));
+    viewRow->addWidget(start_);
     viewRow->addStretch(1);
     viewRow->addWidget(exportButton);
 
@@ -103,9 +108,10 @@ void RopeHeatmapPanel::buildUi() {
     connect(head_, &QSpinBox::valueChanged, this, &RopeHeatmapPanel::updateView);
     connect(strategy_, &QComboBox::currentIndexChanged, this, &RopeHeatmapPanel::updateKeptPairs);
     connect(r_, &QSpinBox::valueChanged, this, &RopeHeatmapPanel::updateKeptPairs);
+    connect(start_, &QSpinBox::valueChanged, this, &RopeHeatmapPanel::updateKeptPairs);
     connect(calibrate_, &QPushButton::clicked, this, &RopeHeatmapPanel::chooseCalibrationText);
     connect(cancel_, &QPushButton::clicked, this, &RopeHeatmapPanel::cancelCalibration);
-    connect(exportButton, &QPushButton::clicked, this, &RopeHeatmapPanel::chooseExportFile);
+    connect(exportButton, &QPushButton::clicked, this, &PlotPanel::chooseExportFile);
 }
 
 QString RopeHeatmapPanel::cacheFileFor(const QString& folder) {
@@ -120,7 +126,7 @@ QString RopeHeatmapPanel::defaultCalibrationText() {
 #ifdef MLAWB_FIXTURES_TEXT
     if (QFileInfo::exists(QStringLiteral(MLAWB_FIXTURES_TEXT))) return QStringLiteral(MLAWB_FIXTURES_TEXT);
 #endif
-    return QDir::cleanPath(QStringLiteral(MLAWB_DEMO_MODEL "/../../text/demo.txt"));
+    return demoTextFile();
 }
 
 bool RopeHeatmapPanel::setModelFolder(const QString& folder) {
@@ -131,13 +137,14 @@ bool RopeHeatmapPanel::setModelFolder(const QString& folder) {
     try {
         config_ = mlawb::ModelConfig::from_file((folder_ + QStringLiteral("/config.json")).toStdString());
     } catch (const std::exception& e) {
-        report(tr("Cannot read the model"), QString::fromStdString(e.what()));
+        reportError(tr("Cannot read the model"), QString::fromStdString(e.what()));
         updateView();
         return false;
     }
     head_->setValue(0);
     r_->setRange(1, static_cast<int>(config_->head_dim / 2));
     r_->setValue(std::min<int>(4, r_->maximum()));
+    start_->setRange(0, static_cast<int>(config_->head_dim / 2) - 1);
     const QString cache = cacheFileFor(folder_);
     status_->setText(tr("No scores yet for %1: calibrate from a text file.").arg(QFileInfo(folder_).fileName()));
     if (QFileInfo::exists(cache)) {
@@ -157,7 +164,7 @@ bool RopeHeatmapPanel::setModelFolder(const QString& folder) {
 
 void RopeHeatmapPanel::setScores(const mlawb::RopeScores& scores) {
     if (config_ && !scoresFitConfig(scores, *config_)) {
-        report(tr("Scores do not fit the model"),
+        reportError(tr("Scores do not fit the model"),
                tr("RoPE scores of %1 layers x %2 KV heads x %3 pairs do not fit %4")
                    .arg(scores.n_layer).arg(scores.n_kv_head).arg(scores.n_pairs).arg(folder_));
         return;
@@ -169,7 +176,7 @@ void RopeHeatmapPanel::setScores(const mlawb::RopeScores& scores) {
             QDir().mkpath(QFileInfo(cache).absolutePath());
             scores.save(cache.toStdString());
         } catch (const std::exception& e) {
-            report(tr("Cannot cache the scores"), QString::fromStdString(e.what()));
+            reportError(tr("Cannot cache the scores"), QString::fromStdString(e.what()));
         }
     }
     const auto& p = scores.provenance;
@@ -224,14 +231,15 @@ void RopeHeatmapPanel::onCalibrationFinished(bool ok, bool cancelled, const QStr
     progress_->setRange(0, 1);
     progress_->setValue(ok ? 1 : 0);
     if (cancelled) status_->setText(tr("Calibration cancelled."));
-    else if (!ok) report(tr("Calibration failed"), message);
+    else if (!ok) reportError(tr("Calibration failed"), message);
     Q_EMIT calibrationFinished(ok, message);
 }
 
-void RopeHeatmapPanel::setStrategy(const QString& name, int r) {
-    const QSignalBlocker blockStrategy(strategy_), blockR(r_);
+void RopeHeatmapPanel::setStrategy(const QString& name, int r, int start) {
+    const QSignalBlocker blockStrategy(strategy_), blockR(r_), blockStart(start_);
     strategy_->setCurrentText(name);
     r_->setValue(r);
+    start_->setValue(start);
     updateKeptPairs();
 }
 
@@ -241,17 +249,21 @@ void RopeHeatmapPanel::updateKeptPairs() {
         mlawb::StrategyInput input;
         input.config = &*config_;
         input.r = r_->value();
+        input.start = start_->value();
         input.scores = scores_ ? &*scores_ : nullptr;
         try {
             kept_ = mlawb::find_strategy(strategy_->currentText().toStdString()).select(input);
         } catch (const std::exception& e) {
-            report(tr("Cannot select pairs"), QString::fromStdString(e.what()));
+            // A live control (r, start) past what the strategy allows: said on the status
+            // line, no dialog, nothing outlined until the user moves back.
+            status_->setText(tr("No pairs outlined: %1").arg(QString::fromStdString(e.what())));
         }
     }
     updateView();
 }
 
 void RopeHeatmapPanel::updateView() {
+    start_->setEnabled(strategy_->currentText() == QLatin1String("uniform"));
     const auto quantity = static_cast<RopeQuantity>(quantity_->currentData().toInt());
     const int64_t heads = !config_ ? 1 : quantity == RopeQuantity::QNorm ? config_->n_head : config_->n_kv_head;
     head_->setRange(0, static_cast<int>(std::max<int64_t>(heads - 1, 0)));
@@ -259,23 +271,10 @@ void RopeHeatmapPanel::updateView() {
     heatmap_->setView(quantity, head_->value());
 }
 
-void RopeHeatmapPanel::chooseExportFile() {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export RoPE heatmap"),
-                                                      QStringLiteral("rope-heatmap.png"), exportFileFilter());
-    if (!path.isEmpty()) exportTo(path);
-}
+QCustomPlot* RopeHeatmapPanel::exportedPlot() const { return heatmap_; }
 
-ExportResult RopeHeatmapPanel::exportTo(const QString& path) {
-    ExportResult result = exportPlot(*heatmap_, heatmap_->table(), path);
-    if (!result.ok) report(tr("Export failed"), result.message);
-    return result;
-}
+PlotTable RopeHeatmapPanel::exportedTable() const { return heatmap_->table(); }
 
-void RopeHeatmapPanel::report(const QString& title, const QString& message) {
-    last_error_ = message;
-    status_->setText(message);
-    Q_EMIT errorReported(message);
-    if (show_dialogs_) QMessageBox::critical(this, title, message);
-}
+void RopeHeatmapPanel::showStatus(const QString& message) { status_->setText(message); }
 
 }  // namespace mlawb::gui

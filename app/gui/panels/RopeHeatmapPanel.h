@@ -6,11 +6,10 @@
 
 #include "analysis/rope_scores.h"
 #include "analysis/strategies.h"
-#include "app/gui/plots/PlotExport.h"
+#include "app/gui/panels/PlotPanel.h"
 #include "core/config.h"
 
 #include <QString>
-#include <QWidget>
 
 #include <optional>
 
@@ -25,7 +24,7 @@ namespace mlawb::gui {
 class BackgroundJob;
 class RopeHeatmap;
 
-class RopeHeatmapPanel : public QWidget {
+class RopeHeatmapPanel : public PlotPanel {
     Q_OBJECT
 
 public:
@@ -46,15 +45,15 @@ public:
     bool isCalibrating() const;
     void setCalibrationWindows(int windows, int seqLen);
 
-    // The outlined setting: a strategy of the registry ("high", "low", "uniform", "2-norm") and r.
-    void setStrategy(const QString& name, int r);
+    // The outlined setting: a strategy of the registry ("high", "low", "uniform", "2-norm"), r,
+    // and uniform's first pair `start` (ignored by the others).
+    void setStrategy(const QString& name, int r, int start = 0);
     const mlawb::KeptPairs& keptPairs() const { return kept_; }
     RopeHeatmap* heatmap() const { return heatmap_; }
 
-    // Writes the heatmap (.png, .pdf, .csv); a failure is reported and returned.
-    ExportResult exportTo(const QString& path);
-    void setShowDialogs(bool show) { show_dialogs_ = show; }
-    QString lastError() const { return last_error_; }
+    QCustomPlot* exportedPlot() const override;
+    PlotTable exportedTable() const override;
+    QString exportBaseName() const override { return QStringLiteral("rope-heatmap"); }
 
     // Where the scores of `folder` are cached.
     static QString cacheFileFor(const QString& folder);
@@ -64,30 +63,29 @@ public:
 Q_SIGNALS:
     void scoresChanged();
     void calibrationFinished(bool ok, const QString& message);
-    void errorReported(const QString& message);
+
+protected:
+    void showStatus(const QString& message) override;
 
 private:
     void buildUi();
     void chooseCalibrationText();
-    void chooseExportFile();
     void updateKeptPairs();
     void updateView();
     void onCalibrationFinished(bool ok, bool cancelled, const QString& message);
-    void report(const QString& title, const QString& message);
 
     QString folder_;
     std::optional<mlawb::ModelConfig> config_;
     std::optional<mlawb::RopeScores> scores_;
     mlawb::KeptPairs kept_;
     BackgroundJob* job_ = nullptr;
-    bool show_dialogs_ = true;
-    QString last_error_;
 
     RopeHeatmap* heatmap_ = nullptr;
     QComboBox* quantity_ = nullptr;
     QSpinBox* head_ = nullptr;
     QComboBox* strategy_ = nullptr;
     QSpinBox* r_ = nullptr;
+    QSpinBox* start_ = nullptr;  // uniform's first pair
     QSpinBox* windows_ = nullptr;
     QSpinBox* seq_len_ = nullptr;
     QPushButton* calibrate_ = nullptr;

@@ -1,10 +1,15 @@
 #include "app/gui/panels/SettingsPanel.h"
 
 #include "analysis/strategies.h"
+#include "app/gui/GuiSetting.h"
+#include "app/gui/workers/BackgroundJob.h"
 
 #include <QApplication>
 #include <QClipboard>
 #include <QComboBox>
+#include <QDir>
+#include <QFileDialog>
+#include <QFileInfo>
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
@@ -21,14 +26,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 
 namespace mlawb::gui {
 
 namespace {
 
 const QString kDash = QStringLiteral("—");
-const QString kComingNext = QStringLiteral(
-    "Coming next: this button only emits a signal for now; running it in a worker is later work.");
 
 QString grouped(int64_t value) { return QLocale(QLocale::English).toString(static_cast<qlonglong>(value)); }
 
@@ -62,6 +66,7 @@ enum LayerColumn { ColLayer, ColPairs, ColError, ColErrorBar, ColumnCount };
 }  // namespace
 
 SettingsPanel::SettingsPanel(QWidget* parent) : QWidget(parent) {
+    convert_job_ = new BackgroundJob(this);
     auto* layout = new QHBoxLayout(this);
     layout->addWidget(buildControls(), 0);
     layout->addWidget(buildFigures(), 1);
@@ -134,17 +139,57 @@ QWidget* SettingsPanel::buildControls() {
     form->addRow(specRow);  // full width: the whole string stays readable
 
     convert_button_ = new QPushButton(tr("Convert and save…"));
+    convert_button_->setToolTip(tr("Convert the model with this setting and write a folder that mlawb and the "
+                                   "workbench open as an MLA model"));
     evaluate_button_ = new QPushButton(tr("Evaluate this setting"));
-    for (QPushButton* button : {convert_button_, evaluate_button_}) {
-        button->setEnabled(false);
-        button->setToolTip(kComingNext);
-    }
-    connect(convert_button_, &QPushButton::clicked, this, [this] { Q_EMIT convertRequested(specText()); });
+    evaluate_button_->setToolTip(tr("Open the Eval tab with this setting"));
+    convert_button_->setEnabled(false);
+    evaluate_button_->setEnabled(false);
+    connect(convert_button_, &QPushButton::clicked, this, &SettingsPanel::chooseConvertFolder);
     connect(evaluate_button_, &QPushButton::clicked, this, [this] { Q_EMIT evaluateRequested(specText()); });
     auto* buttons = new QHBoxLayout;
     buttons->addWidget(convert_button_);
     buttons->addWidget(evaluate_button_);
     form->addRow(buttons);
+    convert_progress_ = new QProgressBar;
+    convert_progress_->setRange(0, 1);
+    convert_progress_->setValue(0);
+    convert_progress_->setFormat(QStringLiteral("%v / %m layers"));
+    cancel_convert_button_ = new QPushButton(tr("Cancel"));
+    cancel_convert_button_->setEnabled(false);
+    connect(cancel_convert_button_, &QPushButton::clicked, this, &SettingsPanel::cancelConvert);
+    // Shown while a conversion runs; the status line below says how it ended.
+    auto* convertRow = new QWidget;
+    auto* convertLayout = new QHBoxLayout(convertRow);
+    convertLayout->setContentsMargins(0, 0, 0, 0);
+    convertLayout->addWidget(convert_progress_, 1);
+    convertLayout->addWidget(cancel_convert_button_);
+    convertRow->setVisible(false);
+    convert_row_ = convertRow;
+    form->addRow(convertRow);
+    convert_status_ = new QLabel;
+    convert_status_->setWordWrap(true);
+    convert_status_->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    form->addRow(convert_status_);
+    connect(convert_job_, &BackgroundJob::progressed, this, [this](qint64 done, qint64 total) {
+        convert_progress_->setRange(0, static_cast<int>(total));
+        convert_progress_->setValue(static_cast<int>(done));
+    });
+    connect(convert_job_, &BackgroundJob::finished, this, [this](bool ok, bool cancelled, const QString& message) {
+        cancel_convert_button_->setEnabled(false);
+        convert_row_->setVisible(false);
+        convert_progress_->setRange(0, 1);
+        convert_progress_->setValue(ok ? 1 : 0);
+        const QString folder = convert_job_->property("out").toString();
+        if (ok) convert_status_->setText(tr("Wrote %1: open it with File > Open model folder.").arg(QDir::toNativeSeparators(folder)));
+        else if (cancelled) convert_status_->setText(tr("Conversion cancelled; nothing was written."));
+        else {
+            convert_status_->setText(message);
+            Q_EMIT errorReported(message);
+        }
+        updateButtons();
+        Q_EMIT convertFinished(ok, ok ? folder : message);
+    });
 
     connect(strategy_combo_, &QComboBox::currentIndexChanged, this, &SettingsPanel::refresh);
     connect(svd_combo_, &QComboBox::currentIndexChanged, this, &SettingsPanel::refresh);
@@ -308,6 +353,7 @@ void SettingsPanel::refresh() {
     }
     showFigures();
     showLayers();
+    updateButtons();
     ++update_count_;
     Q_EMIT figuresUpdated();
 }
@@ -383,6 +429,82 @@ void SettingsPanel::showLayers() {
         bar->setValue(known ? static_cast<int>(std::lround(layer->approximation_error * 10000.0)) : 0);
         layer_table_->item(row, ColError)->setText(known ? percent(layer->approximation_error * 100.0) : kDash);
     }
+}
+
+void SettingsPanel::updateButtons() {
+    const bool valid = model_.hasConfig() && figures_.valid;
+    evaluate_button_->setEnabled(valid);
+    const bool original = figures_.memory.layout == QLatin1String("MHA") || figures_.memory.layout == QLatin1String("GQA");
+    convert_button_->setEnabled(valid && !original && !model_folder_.isEmpty() && !convert_job_->isRunning());
+}
+
+void SettingsPanel::chooseConvertFolder() {
+    const QString name = QFileInfo(model_folder_).fileName() + QStringLiteral("-mla");
+    const QString start = QFileInfo(model_folder_).absolutePath() + QLatin1Char('/') + name;
+    const QString folder = QFileDialog::getSaveFileName(this, tr("Save the MLA model as a new folder"), start, QString(),
+                                                        nullptr, QFileDialog::ShowDirsOnly);
+    if (!folder.isEmpty()) startConvert(folder);
+}
+
+bool SettingsPanel::isConverting() const { return convert_job_->isRunning(); }
+
+void SettingsPanel::cancelConvert() { convert_job_->cancel(); }
+
+QString SettingsPanel::convertStatusText() const { return convert_status_->text(); }
+
+bool SettingsPanel::startConvert(const QString& outFolder) {
+    if (model_folder_.isEmpty() || !figures_.valid || convert_job_->isRunning()) return false;
+    ConvertRequest request;
+    request.model_folder = model_folder_.toStdString();
+    request.out_folder = QDir::cleanPath(QFileInfo(outFolder).absoluteFilePath()).toStdString();
+    request.spec = figures_.spec_text;
+    request.scores = model_.scores();
+    const bool started = convert_job_->start([request](const JobControl& control) {
+        auto result = std::make_shared<ConvertResult>(convert_and_save(request, control.progress, control.cancelled));
+        return std::function<void()>([result] {});
+    });
+    if (!started) return false;
+    convert_job_->setProperty("out", QString::fromStdString(request.out_folder));
+    convert_progress_->setRange(0, 0);
+    cancel_convert_button_->setEnabled(true);
+    convert_row_->setVisible(true);
+    convert_status_->setText(tr("Converting to %1…").arg(QDir::toNativeSeparators(QString::fromStdString(request.out_folder))));
+    updateButtons();
+    return true;
+}
+
+QVariantMap SettingsPanel::saveState() const {
+    QVariantMap state;
+    state.insert(QStringLiteral("strategy"), strategy_combo_->currentText());
+    state.insert(QStringLiteral("r"), r_spin_->value());
+    state.insert(QStringLiteral("start"), start_spin_->value());
+    state.insert(QStringLiteral("d_kv"), d_kv_spin_->value());
+    state.insert(QStringLiteral("svd"), svd_combo_->currentText());
+    state.insert(QStringLiteral("kv_bits"), kv_bits_combo_->currentData().toInt());
+    state.insert(QStringLiteral("context"), context_spin_->value());
+    state.insert(QStringLiteral("batch"), batch_spin_->value());
+    return state;
+}
+
+void SettingsPanel::restoreState(const QVariantMap& state) {
+    if (state.isEmpty()) return;
+    building_ = true;  // one refresh at the end
+    if (strategy_combo_->findText(state.value(QStringLiteral("strategy")).toString()) >= 0)
+        strategy_combo_->setCurrentText(state.value(QStringLiteral("strategy")).toString());
+    if (svd_combo_->findText(state.value(QStringLiteral("svd")).toString()) >= 0)
+        svd_combo_->setCurrentText(state.value(QStringLiteral("svd")).toString());
+    const int bits = kv_bits_combo_->findData(state.value(QStringLiteral("kv_bits")).toInt());
+    if (bits >= 0) kv_bits_combo_->setCurrentIndex(bits);
+    const auto restoreSpin = [&](QSpinBox* spin, const char* key) {
+        if (state.contains(QLatin1String(key))) spin->setValue(state.value(QLatin1String(key)).toInt());
+    };
+    restoreSpin(r_spin_, "r");
+    restoreSpin(start_spin_, "start");
+    restoreSpin(d_kv_spin_, "d_kv");
+    restoreSpin(context_spin_, "context");
+    restoreSpin(batch_spin_, "batch");
+    building_ = false;
+    refresh();
 }
 
 QString SettingsPanel::validationText() const { return validation_label_->isVisibleTo(this) ? validation_label_->text() : QString(); }

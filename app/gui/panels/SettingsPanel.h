@@ -10,6 +10,7 @@
 
 #include <QMap>
 #include <QString>
+#include <QVariantMap>
 #include <QWidget>
 
 #include <optional>
@@ -18,12 +19,15 @@ class QComboBox;
 class QFormLayout;
 class QLabel;
 class QLineEdit;
+class QProgressBar;
 class QPushButton;
 class QSlider;
 class QSpinBox;
 class QTableWidget;
 
 namespace mlawb::gui {
+
+class BackgroundJob;
 
 class SettingsPanel : public QWidget {
     Q_OBJECT
@@ -33,6 +37,8 @@ public:
 
     // A new model: resets the controls' ranges and forgets scores and spectrum.
     void setModelConfig(const mlawb::ModelConfig& config);
+    // The checkpoint folder "Convert and save" converts (the config's folder).
+    void setModelFolder(const QString& folder) { model_folder_ = folder; updateButtons(); }
     // 2-norm scores for the 2-norm strategies (from the RoPE heatmap tab's calibration).
     void setScores(std::optional<mlawb::RopeScores> scores);
     // A spectrum at full rank, computed for the mask of `mask_spec` (from the Spectrum tab).
@@ -62,12 +68,27 @@ public:
     QPushButton* convertButton() const { return convert_button_; }
     QPushButton* evaluateButton() const { return evaluate_button_; }
     int updateCount() const { return update_count_; }
+    const std::optional<mlawb::RopeScores>& scores() const { return model_.scores(); }
+
+    // Convert and save: converts the model with the setting on show and writes the MLA folder
+    // `outFolder` (must not exist) in a worker; false when no model, an invalid setting, the
+    // original model, or a conversion is running. The result arrives as convertFinished.
+    bool startConvert(const QString& outFolder);
+    void cancelConvert();
+    bool isConverting() const;
+    QString convertStatusText() const;
+
+    // The controls as plain values (QSettings), and back; unknown or out-of-range values are
+    // clamped by the controls. Restore after setModelConfig (which resets the controls).
+    QVariantMap saveState() const;
+    void restoreState(const QVariantMap& state);
 
 Q_SIGNALS:
     void figuresUpdated();
-    // Not wired to workers yet (the buttons are disabled, "coming next").
-    void convertRequested(const QString& spec);
+    void convertFinished(bool ok, const QString& message);  // message: the folder, or the error
+    // "Evaluate this setting": MainWindow switches to the Eval tab with `spec`.
     void evaluateRequested(const QString& spec);
+    void errorReported(const QString& message);
 
 private:
     QWidget* buildControls();
@@ -79,8 +100,12 @@ private:
     void refresh();
     void showFigures();
     void showLayers();
+    void updateButtons();
+    void chooseConvertFolder();
 
     SettingsModel model_;
+    QString model_folder_;
+    BackgroundJob* convert_job_ = nullptr;
     SettingsFigures figures_;
     int update_count_ = 0;
     bool building_ = false;  // set while setModelConfig resets controls: one refresh at the end
@@ -99,6 +124,10 @@ private:
     QLineEdit* spec_line_ = nullptr;
     QPushButton* convert_button_ = nullptr;
     QPushButton* evaluate_button_ = nullptr;
+    QPushButton* cancel_convert_button_ = nullptr;
+    QWidget* convert_row_ = nullptr;  // progress and Cancel, visible while converting
+    QProgressBar* convert_progress_ = nullptr;
+    QLabel* convert_status_ = nullptr;
 
     QLabel* validation_label_ = nullptr;  // red; shown instead of the figures
     QWidget* figures_box_ = nullptr;

@@ -13,7 +13,6 @@
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QLabel>
-#include <QMessageBox>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSpinBox>
@@ -23,7 +22,7 @@
 
 namespace mlawb::gui {
 
-SpectrumPanel::SpectrumPanel(QWidget* parent) : QWidget(parent) {
+SpectrumPanel::SpectrumPanel(QWidget* parent) : PlotPanel(parent) {
     job_ = new BackgroundJob(this);
     connect(job_, &BackgroundJob::progressed, this, [this](qint64 done, qint64 total) {
         progress_->setRange(0, static_cast<int>(total));
@@ -39,6 +38,9 @@ void SpectrumPanel::buildUi() {
     r_ = new QSpinBox;
     r_->setRange(0, 4096);
     r_->setValue(4);
+    start_ = new QSpinBox;
+    start_->setRange(0, 4096);
+    start_->setToolTip(tr("uniform: the first kept pair"));
     d_kv_ = new QSpinBox;
     d_kv_->setRange(1, 1 << 16);
     d_kv_->setValue(16);
@@ -64,6 +66,8 @@ void SpectrumPanel::buildUi() {
     settingRow->addWidget(strategy_);
     settingRow->addWidget(new QLabel(tr("r")));
     settingRow->addWidget(r_);
+    settingRow->addWidget(new QLabel(tr("start")));
+    settingRow->addWidget(start_);
     settingRow->addWidget(new QLabel(tr("d_kv")));
     settingRow->addWidget(d_kv_);
     settingRow->addWidget(compute_);
@@ -86,7 +90,10 @@ void SpectrumPanel::buildUi() {
 
     connect(compute_, &QPushButton::clicked, this, &SpectrumPanel::startCompute);
     connect(cancel_, &QPushButton::clicked, this, &SpectrumPanel::cancelCompute);
-    connect(exportButton, &QPushButton::clicked, this, &SpectrumPanel::chooseExportFile);
+    connect(exportButton, &QPushButton::clicked, this, &PlotPanel::chooseExportFile);
+    const auto startFollowsStrategy = [this] { start_->setEnabled(strategy_->currentText() == QLatin1String("uniform")); };
+    connect(strategy_, &QComboBox::currentTextChanged, this, startFollowsStrategy);
+    startFollowsStrategy();
     connect(layer_, &QComboBox::currentIndexChanged, this,
             [this](int index) { plot_->setLayerIndex(layer_->itemData(index).toInt()); });
     connect(overlay_matrix_, &QComboBox::currentIndexChanged, this, [this](int index) {
@@ -104,10 +111,11 @@ void SpectrumPanel::setModelFolder(const QString& folder) {
     summary_->setText(tr("%1: choose a setting and compute its spectra.").arg(QFileInfo(folder_).fileName()));
 }
 
-void SpectrumPanel::setSetting(const QString& strategy, int r, int dKv) {
+void SpectrumPanel::setSetting(const QString& strategy, int r, int dKv, int start) {
     strategy_->setCurrentText(strategy);
     r_->setValue(r);
     d_kv_->setValue(dKv);
+    start_->setValue(start);
 }
 
 bool SpectrumPanel::isComputing() const { return job_->isRunning(); }
@@ -117,8 +125,13 @@ bool SpectrumPanel::startCompute() {
     if (folder_.isEmpty()) return false;
     const std::string folder = folder_.toStdString(), strategy = strategy_->currentText().toStdString();
     const int64_t r = r_->value(), dKv = d_kv_->value();
+    const int64_t start = strategy == "uniform" ? start_->value() : 0;
     const std::optional<mlawb::RopeScores> scores = scores_;
-    const bool started = job_->start([this, folder, strategy, r, dKv, scores](const JobControl& control) {
+    mlawb::MlaSpec mask;
+    mask.strategy = strategy;
+    mask.r = r;
+    mask.start = start;
+    const bool started = job_->start([this, folder, strategy, r, start, dKv, scores, mask](const JobControl& control) {
         const mlawb::ModelConfig config = mlawb::ModelConfig::from_file(folder + "/config.json");
         const mlawb::StrategyInfo& info = mlawb::find_strategy(strategy);
         if (info.needs_scores && !scores)
@@ -126,6 +139,7 @@ bool SpectrumPanel::startCompute() {
         mlawb::StrategyInput input;
         input.config = &config;
         input.r = r;
+        input.start = start;
         input.scores = scores ? &*scores : nullptr;
         const mlawb::KeptPairs kept = info.select(input);
         const mlawb::Checkpoint checkpoint = mlawb::Checkpoint::open_folder(folder);
@@ -134,7 +148,7 @@ bool SpectrumPanel::startCompute() {
         options.cancelled = control.cancelled;
         auto result = std::make_shared<mlawb::SpectrumReport>(
             mlawb::compute_spectra(checkpoint, config, kept, dKv, options));
-        return std::function<void()>([this, result] { showReport(*result); });
+        return std::function<void()>([this, result, mask] { showReport(*result, mask); });
     });
     if (!started) return false;
     compute_->setEnabled(false);
@@ -150,12 +164,13 @@ void SpectrumPanel::onComputeFinished(bool ok, bool cancelled, const QString& me
     progress_->setRange(0, 1);
     progress_->setValue(ok ? 1 : 0);
     if (cancelled) summary_->setText(tr("Cancelled."));
-    else if (!ok) report(tr("Spectra failed"), message);
+    else if (!ok) reportError(tr("Spectra failed"), message);
     Q_EMIT computeFinished(ok, message);
 }
 
-void SpectrumPanel::showReport(const mlawb::SpectrumReport& result) {
+void SpectrumPanel::showReport(const mlawb::SpectrumReport& result, const mlawb::MlaSpec& mask) {
     report_ = result;
+    report_mask_ = mask;
     plot_->setReport(result);
     {
         const QSignalBlocker block(layer_);
@@ -185,23 +200,10 @@ void SpectrumPanel::showLayer(int layerIndex) {
     if (row >= 0) layer_->setCurrentIndex(row);
 }
 
-void SpectrumPanel::chooseExportFile() {
-    const QString path = QFileDialog::getSaveFileName(this, tr("Export spectrum"), QStringLiteral("spectrum.png"),
-                                                      exportFileFilter());
-    if (!path.isEmpty()) exportTo(path);
-}
+QCustomPlot* SpectrumPanel::exportedPlot() const { return plot_; }
 
-ExportResult SpectrumPanel::exportTo(const QString& path) {
-    ExportResult result = exportPlot(*plot_, plot_->table(), path);
-    if (!result.ok) report(tr("Export failed"), result.message);
-    return result;
-}
+PlotTable SpectrumPanel::exportedTable() const { return plot_->table(); }
 
-void SpectrumPanel::report(const QString& title, const QString& message) {
-    last_error_ = message;
-    summary_->setText(message);
-    Q_EMIT errorReported(message);
-    if (show_dialogs_) QMessageBox::critical(this, title, message);
-}
+void SpectrumPanel::showStatus(const QString& message) { summary_->setText(message); }
 
 }  // namespace mlawb::gui

@@ -3,12 +3,12 @@
 // shows them in a SpectrumPlot: one layer or all layers overlaid, a marker at rank n_kv x d_kv.
 #pragma once
 
+#include "analysis/mla_spec.h"
 #include "analysis/rope_scores.h"
 #include "analysis/spectrum.h"
-#include "app/gui/plots/PlotExport.h"
+#include "app/gui/panels/PlotPanel.h"
 
 #include <QString>
-#include <QWidget>
 
 #include <optional>
 
@@ -23,7 +23,7 @@ namespace mlawb::gui {
 class BackgroundJob;
 class SpectrumPlot;
 
-class SpectrumPanel : public QWidget {
+class SpectrumPanel : public PlotPanel {
     Q_OBJECT
 
 public:
@@ -33,8 +33,8 @@ public:
     void setModelFolder(const QString& folder);
     // Scores for strategy 2-norm (from the RoPE heatmap panel); may be reset.
     void setRopeScores(const std::optional<mlawb::RopeScores>& scores) { scores_ = scores; }
-    // The setting of the mask and the rank: a strategy of the registry, r, and d_kv.
-    void setSetting(const QString& strategy, int r, int dKv);
+    // The setting of the mask and the rank: a strategy of the registry, r, d_kv and uniform's start.
+    void setSetting(const QString& strategy, int r, int dKv, int start = 0);
 
     // Starts compute_spectra in the worker; false without a model or while one runs.
     bool startCompute();
@@ -42,35 +42,37 @@ public:
     bool isComputing() const;
     bool hasReport() const { return report_.has_value(); }
     const std::optional<mlawb::SpectrumReport>& report() const { return report_; }
+    // The mask the report on show was computed for (strategy, r, start), as SettingsModel takes it.
+    const mlawb::MlaSpec& reportMask() const { return report_mask_; }
     SpectrumPlot* plot() const { return plot_; }
     // Index into report().layers, or -1 for all layers overlaid.
     void showLayer(int layerIndex);
 
-    ExportResult exportTo(const QString& path);  // .png, .pdf, .csv; failure reported and returned
-    void setShowDialogs(bool show) { show_dialogs_ = show; }
-    QString lastError() const { return last_error_; }
+    QCustomPlot* exportedPlot() const override;
+    PlotTable exportedTable() const override;
+    QString exportBaseName() const override { return QStringLiteral("spectrum"); }
 
 Q_SIGNALS:
     void computeFinished(bool ok, const QString& message);
-    void errorReported(const QString& message);
+
+protected:
+    void showStatus(const QString& message) override;
 
 private:
     void buildUi();
-    void chooseExportFile();
     void onComputeFinished(bool ok, bool cancelled, const QString& message);
-    void showReport(const mlawb::SpectrumReport& report);
-    void report(const QString& title, const QString& message);
+    void showReport(const mlawb::SpectrumReport& report, const mlawb::MlaSpec& mask);
 
     QString folder_;
     std::optional<mlawb::RopeScores> scores_;
     std::optional<mlawb::SpectrumReport> report_;
+    mlawb::MlaSpec report_mask_;
     BackgroundJob* job_ = nullptr;
-    bool show_dialogs_ = true;
-    QString last_error_;
 
     SpectrumPlot* plot_ = nullptr;
     QComboBox* strategy_ = nullptr;
     QSpinBox* r_ = nullptr;
+    QSpinBox* start_ = nullptr;  // uniform's first pair
     QSpinBox* d_kv_ = nullptr;
     QComboBox* layer_ = nullptr;
     QComboBox* overlay_matrix_ = nullptr;

@@ -3,6 +3,7 @@
 #include <QDir>
 #include <QFileInfo>
 #include <QSaveFile>
+#include <QSvgGenerator>
 #include "app/gui/plots/QCustomPlotInclude.h"
 
 namespace mlawb::gui {
@@ -29,6 +30,27 @@ ExportResult writeCsv(const PlotTable& table, const QString& path) {
     return {true, {}};
 }
 
+// QSvgGenerator reports no write errors itself: it writes into a QSaveFile, whose commit does.
+ExportResult writeSvg(QCustomPlot& plot, const QString& path, QSize size) {
+    QSaveFile file(path);
+    if (!file.open(QIODevice::WriteOnly)) return failure(path, file.errorString());
+    QSvgGenerator generator;
+    generator.setOutputDevice(&file);
+    generator.setSize(size);
+    generator.setViewBox(QRect(QPoint(0, 0), size));
+    generator.setTitle(plot.windowTitle());
+    generator.setDescription(QStringLiteral("MLA Workbench plot"));
+    QCPPainter painter;
+    if (!painter.begin(&generator)) {
+        file.cancelWriting();
+        return failure(path, QStringLiteral("cannot paint into the SVG generator"));
+    }
+    plot.toPainter(&painter, size.width(), size.height());
+    painter.end();
+    if (!file.commit()) return failure(path, file.errorString());
+    return {true, {}};
+}
+
 }  // namespace
 
 QString csvText(const PlotTable& table) {
@@ -44,20 +66,22 @@ QString csvText(const PlotTable& table) {
 }
 
 QString exportFileFilter() {
-    return QStringLiteral("PNG image (*.png);;PDF document (*.pdf);;CSV data (*.csv)");
+    return QStringLiteral("PNG image (*.png);;PDF document (*.pdf);;SVG image (*.svg);;CSV data (*.csv)");
 }
 
 ExportResult exportPlot(QCustomPlot& plot, const PlotTable& table, const QString& path, QSize size) {
     const QFileInfo info(path);
     const QString suffix = info.suffix().toLower();
-    if (suffix != QLatin1String("png") && suffix != QLatin1String("pdf") && suffix != QLatin1String("csv"))
-        return failure(path, QStringLiteral("unknown format \"%1\" (use .png, .pdf or .csv)").arg(info.suffix()));
+    const QStringList known = {QStringLiteral("png"), QStringLiteral("pdf"), QStringLiteral("svg"), QStringLiteral("csv")};
+    if (!known.contains(suffix))
+        return failure(path, QStringLiteral("unknown format \"%1\" (use .png, .pdf, .svg or .csv)").arg(info.suffix()));
     const QFileInfo folder(info.absolutePath());
     if (!folder.isDir()) return failure(path, QStringLiteral("folder does not exist"));
     if (!folder.isWritable()) return failure(path, QStringLiteral("folder is not writable"));
     if (info.exists() && !info.isWritable()) return failure(path, QStringLiteral("file is not writable"));
 
     if (suffix == QLatin1String("csv")) return writeCsv(table, path);
+    if (suffix == QLatin1String("svg")) return writeSvg(plot, path, size);
     const bool saved = suffix == QLatin1String("png") ? plot.savePng(path, size.width(), size.height())
                                                       : plot.savePdf(path, size.width(), size.height());
     if (!saved) return failure(path, QStringLiteral("QCustomPlot could not write the %1 file").arg(suffix.toUpper()));

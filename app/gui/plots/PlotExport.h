@@ -1,6 +1,7 @@
-// One export path for every plot: PNG and PDF through QCustomPlot's savers, CSV of the data
-// the plot shows. Chosen by the file's suffix; returns whether it worked and why not, so the
-// panels (and tests) never meet a silent failure.
+// One export path for every plot: PNG and PDF through QCustomPlot's savers, SVG through Qt SVG's
+// QSvgGenerator painted by QCustomPlot's own painter, CSV of the data the plot shows. Chosen by
+// the file's suffix; returns whether it worked and why not, so the panels (and tests) never meet
+// a silent failure.
 #pragma once
 
 #include <QSize>
@@ -24,17 +25,17 @@ struct ExportResult {
     QString message;  // empty when ok; otherwise names the file and the reason
 };
 
-// Publication size (pixels for PNG, points for PDF).
+// Publication size (pixels for PNG and SVG, points for PDF).
 inline constexpr QSize kExportSize{1200, 800};
 
-// Writes `path` as .png, .pdf or .csv (by suffix, case-insensitive). Fails for any other
+// Writes `path` as .png, .pdf, .svg or .csv (by suffix, case-insensitive). Fails for any other
 // suffix, a folder that does not exist or is not writable, and a saver that reports failure.
 ExportResult exportPlot(QCustomPlot& plot, const PlotTable& table, const QString& path, QSize size = kExportSize);
 
 // RFC 4180 text of `table` (fields with commas, quotes or newlines quoted).
 QString csvText(const PlotTable& table);
 
-// "PNG image (*.png);;PDF document (*.pdf);;CSV data (*.csv)" for the file dialogs.
+// "PNG image (*.png);;PDF document (*.pdf);;SVG image (*.svg);;CSV data (*.csv)" for the dialogs.
 QString exportFileFilter();
 
 }  // namespace mlawb::gui

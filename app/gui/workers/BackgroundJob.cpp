@@ -25,6 +25,9 @@ bool BackgroundJob::start(Work work) {
                 this, [this, done, total] { Q_EMIT progressed(done, total); }, Qt::QueuedConnection);
         };
         control.cancelled = [this] { return cancel_requested_.load(); };
+        control.post = [this](std::function<void()> update) {
+            QMetaObject::invokeMethod(this, std::move(update), Qt::QueuedConnection);
+        };
         std::function<void()> publish;
         bool cancelled = false;
         QString error;

@@ -13,10 +13,13 @@
 
 namespace mlawb::gui {
 
-// What the work sees: report progress (any thread) and poll for cancellation.
+// What the work sees: report progress (any thread), poll for cancellation, and post richer
+// updates (a live score, a stage name) to run on the GUI thread in the job's context; posted
+// functions still queued when the job is destroyed are dropped, never run.
 struct JobControl {
     std::function<void(int64_t done, int64_t total)> progress;
     std::function<bool()> cancelled;
+    std::function<void(std::function<void()> on_gui_thread)> post;
 };
 
 class BackgroundJob : public QObject {
