@@ -51,7 +51,7 @@ torch::Tensor summed_pair_norms(const torch::Tensor& projected, int64_t heads, i
     // [T, heads, 2, d/2]: index 0 of dim 2 is the first half (dim k), 1 the second (k + d/2).
     torch::Tensor halves = projected.reshape({t, heads, 2, head_dim / 2});
     torch::Tensor norms = halves.pow(2).sum(2).sqrt();  // [T, heads, d/2]
-    return norms.to(torch::kFloat64).sum(0);            // tokens accumulate in double
+    return norms.to(torch::kFloat64).sum(0).cpu();      // tokens accumulate in double, on the host
 }
 
 void poll_cancel(const CalibrationOptions& options) {
@@ -87,7 +87,8 @@ RopeScores calibrate_rope_scores(LlamaForCausalLMImpl& model, const std::vector<
         poll_cancel(options);
         // Each window starts at position 0 from an empty cache, as perplexity windows do.
         KVCache cache = model.make_cache();
-        torch::Tensor h = model.model->embed_tokens->forward(all_ids.narrow(0, plan[w].begin, plan[w].length).unsqueeze(0));
+        torch::Tensor h = model.model->embed_tokens->forward(
+            all_ids.narrow(0, plan[w].begin, plan[w].length).unsqueeze(0).to(model.device()));
         for (int64_t l = 0; l < n_layer; ++l) {
             poll_cancel(options);
             DecoderLayer layer = model.layer(l);

@@ -53,14 +53,27 @@ std::string trim(const std::string& s) {
     return s.substr(begin, s.find_last_not_of(" \t") - begin + 1);
 }
 
+// Largest value any integer key takes (2^30). Real settings are far below it (r <= head_dim/2,
+// d_kv <= a few thousand, residual <= a context length); the cap keeps the size arithmetic in
+// validate_sizes (products with the model's head counts and widths) inside int64.
+constexpr int64_t kMaxSpecInteger = int64_t(1) << 30;
+
 int64_t parse_integer(const std::string& key, const std::string& value, int64_t min) {
     int64_t v = 0;
     const char* end = value.data() + value.size();
     auto [ptr, ec] = std::from_chars(value.data(), end, v);
+    if (ec == std::errc::result_out_of_range && ptr == end)
+        refuse(key + ": " + value + " is too large (at most " + std::to_string(kMaxSpecInteger) + ")");
     if (ec != std::errc() || ptr != end) refuse(key + ": '" + value + "' is not an integer");
     if (v < min) refuse(key + ": must be at least " + std::to_string(min) + " (got " + value + ")");
+    if (v > kMaxSpecInteger)
+        refuse(key + ": " + value + " is too large (at most " + std::to_string(kMaxSpecInteger) + ")");
     return v;
 }
+
+// Largest head_dim and KV head count validate_sizes accepts from a config (2^20 each; real
+// models have head_dim <= 256 and at most a few hundred KV heads), for the same reason.
+constexpr int64_t kMaxModelDimension = int64_t(1) << 20;
 
 const std::string& one_of(const std::string& key, const std::string& value, const std::vector<std::string>& allowed) {
     if (std::find(allowed.begin(), allowed.end(), value) == allowed.end())
@@ -86,6 +99,11 @@ void check_model_free(const MlaSpec& s) {
         refuse("scores: give either scores=FILE or calib=FILE, not both");
     one_of("variant", s.variant, kVariants);
     one_of("kv_bits", std::to_string(s.kv_bits), kKvBits);
+    for (const auto& [key, value] : {std::pair<const char*, int64_t>{"r", s.r}, {"d_kv", s.d_kv}, {"start", s.start},
+                                     {"kv_group", s.kv_group}, {"residual", s.residual}})
+        if (value > kMaxSpecInteger)  // a struct filled in by code rather than parse()
+            refuse(std::string(key) + ": " + std::to_string(value) + " is too large (at most " +
+                   std::to_string(kMaxSpecInteger) + ")");
     if (s.kv_group < 1) refuse("kv_group: must be at least 1 (got " + std::to_string(s.kv_group) + ")");
     if (s.residual < 0) refuse("residual: must be at least 0 (got " + std::to_string(s.residual) + ")");
 }
@@ -177,6 +195,11 @@ void MlaSpec::validate_sizes(const ModelConfig& config) const {
         throw Error(config.source, "head_dim",
                     "RoPE pairs need an even head_dim and KV heads (head_dim " + std::to_string(d) + ", " +
                         std::to_string(n_kv) + " KV heads)");
+    if (d > kMaxModelDimension || n_kv > kMaxModelDimension || config.hidden < 1)
+        throw Error(config.source, d > kMaxModelDimension ? "head_dim" : n_kv > kMaxModelDimension ? "num_key_value_heads" : "hidden_size",
+                    "head_dim " + std::to_string(d) + ", " + std::to_string(n_kv) + " KV heads, hidden size " +
+                        std::to_string(config.hidden) + ": outside what an MLA setting can be checked against (head_dim and "
+                        "KV heads at most " + std::to_string(kMaxModelDimension) + ", hidden size positive)");
     const int64_t pairs = d / 2;
 
     if (strategy == "full" && r != -1 && r != pairs)

@@ -1,16 +1,14 @@
 #include "analysis/rope_scores.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
-#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <sstream>
-#include <unistd.h>
 
 namespace mlawb {
 
@@ -46,8 +44,9 @@ std::vector<double> read_cube(const json& j, const std::string& key, int64_t row
     const json& cube = j.at(key);
     if (!cube.is_array() || static_cast<int64_t>(cube.size()) != rows)
         throw Error(source, key, "expected an array of " + std::to_string(rows) + " layers");
+    // No reserve from the declared sizes: they are outside input, checked against the arrays
+    // as we go (a hostile n_pairs must not make us allocate before anything is verified).
     std::vector<double> out;
-    out.reserve(rows * cols * pairs);
     for (int64_t l = 0; l < rows; ++l) {
         const std::string layer_key = key + "[" + std::to_string(l) + "]";
         const json& layer = cube[l];
@@ -61,7 +60,7 @@ std::vector<double> read_cube(const json& j, const std::string& key, int64_t row
             for (int64_t k = 0; k < pairs; ++k) {
                 const json& v = head[k];
                 // Norms and their products or sums are never negative; NaN/inf cannot be JSON.
-                if (!v.is_number() || v.get<double>() < 0)
+                if (!v.is_number() || !(v.get<double>() >= 0) || !std::isfinite(v.get<double>()))
                     throw Error(source, head_key + "[" + std::to_string(k) + "]", "expected a non-negative number");
                 out.push_back(v.get<double>());
             }
@@ -154,12 +153,8 @@ std::string RopeScores::to_json_text() const {
 }
 
 RopeScores RopeScores::from_json_text(const std::string& text, const std::string& source) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw Error(source, "", std::string("not valid JSON: ") + e.what());
-    }
+    // Depth-capped; a number past double's range ("1e400") is refused here too, as an Error.
+    const json j = parse_json_text(text, source, "", "not valid JSON");
     if (!j.is_object()) throw Error(source, "", "expected a JSON object with scores, q_norms and k_norms");
     RopeScores s;
     s.n_layer = read_dimension(j, "n_layer", source);
@@ -191,25 +186,8 @@ RopeScores RopeScores::from_json_text(const std::string& text, const std::string
 }
 
 void RopeScores::save(const std::string& path) const {
-    namespace fs = std::filesystem;
-    // Written beside the target and renamed over it, so a reader never sees half a file.
-    const std::string temp = path + ".tmp." + std::to_string(::getpid());
-    {
-        std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-        if (!out) throw Error(path, "", "cannot write scores file (cannot create " + temp + ")");
-        out << to_json_text();
-        out.close();
-        if (!out) {
-            std::remove(temp.c_str());
-            throw Error(path, "", "write failed");
-        }
-    }
-    std::error_code ec;
-    fs::rename(temp, path, ec);
-    if (ec) {
-        std::remove(temp.c_str());
-        throw Error(path, "", "cannot replace scores file: " + ec.message());
-    }
+    // Temp file beside the target, fsync, rename over it: a reader never sees half a file.
+    write_file_atomically(path, to_json_text());
 }
 
 RopeScores RopeScores::load(const std::string& path) {

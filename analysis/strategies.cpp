@@ -5,6 +5,7 @@
 
 #include "core/config.h"
 #include "core/error.h"
+#include "core/json_io.h"
 
 #include <algorithm>
 #include <fstream>
@@ -49,12 +50,7 @@ std::string KeptPairs::to_json_text() const {
 
 KeptPairs KeptPairs::from_json_text(const std::string& text, const std::string& source, int64_t n_layer,
                                     int64_t n_kv_head, int64_t n_pairs) {
-    json root;
-    try {
-        root = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw Error(source, "", std::string("not valid JSON: ") + e.what());
-    }
+    const json root = parse_json_text(text, source, "", "not valid JSON");  // depth-capped; "1e400" is an Error
     const std::string form = "expected {\"kept_pairs\": [layer][kv_head][pair indices]}";
     if (!root.is_object() || !root.contains("kept_pairs") || !root["kept_pairs"].is_array())
         throw Error(source, "kept_pairs", "missing or not an array; " + form);

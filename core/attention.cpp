@@ -6,11 +6,20 @@
 
 namespace mlawb {
 
+RopeTables rope_tables_for(const RotaryEmbedding& rope, int64_t past, int64_t t, const torch::Tensor& like) {
+    RopeTables tables = rope.tables(past, t);  // float32 on the CPU
+    // transformers casts cos/sin to the activations' dtype; a no-op for CPU float32.
+    tables.cos = tables.cos.to(like.device(), like.scalar_type());
+    tables.sin = tables.sin.to(like.device(), like.scalar_type());
+    return tables;
+}
+
 torch::Tensor causal_mask(int64_t past, int64_t t, int64_t sliding_window, const torch::TensorOptions& options) {
     const int64_t s = past + t;
     if (t == 1 && (sliding_window <= 0 || s <= sliding_window)) return {};
-    torch::Tensor q_pos = torch::arange(past, s, torch::kInt64).unsqueeze(1);  // [T, 1]
-    torch::Tensor k_pos = torch::arange(0, s, torch::kInt64).unsqueeze(0);     // [1, S]
+    const torch::TensorOptions ints = torch::TensorOptions().dtype(torch::kInt64).device(options.device());
+    torch::Tensor q_pos = torch::arange(past, s, ints).unsqueeze(1);  // [T, 1]
+    torch::Tensor k_pos = torch::arange(0, s, ints).unsqueeze(0);     // [1, S]
     torch::Tensor blocked = k_pos > q_pos;
     if (sliding_window > 0) blocked = blocked.logical_or(q_pos - k_pos >= sliding_window);
     torch::Tensor mask = torch::zeros({t, s}, options);
@@ -28,7 +37,10 @@ torch::Tensor attend_block(const torch::Tensor& q, const torch::Tensor& k, const
     torch::Tensor qg = q.reshape({b, n_kv, group * t, q.size(4)});
     torch::Tensor scores = torch::matmul(qg, k.transpose(-1, -2)).mul_(scale);  // [B, n_kv, g*t, S]
     if (mask.defined()) scores = scores.view({b, n_kv, group, t, -1}).add_(mask).view({b, n_kv, group * t, -1});
-    torch::Tensor probs = torch::softmax(scores, -1);
+    // bf16/f16 scores: the softmax runs in float32 (as sdpa does), probabilities back in the dtype.
+    torch::Tensor probs = scores.scalar_type() == torch::kFloat32 || scores.scalar_type() == torch::kFloat64  // f64: gradient check
+                              ? torch::softmax(scores, -1)
+                              : torch::softmax(scores, -1, torch::kFloat32).to(scores.scalar_type());
     return torch::matmul(probs, v).view({b, n_kv, group, t, v.size(3)});
 }
 
@@ -84,7 +96,7 @@ torch::Tensor LlamaAttention::forward(const torch::Tensor& x, const RotaryEmbedd
     torch::Tensor q = q_proj->forward(x).view({b, t, n_head_, head_dim_}).transpose(1, 2);
     torch::Tensor k = k_proj->forward(x).view({b, t, n_kv_head_, head_dim_}).transpose(1, 2);
     torch::Tensor v = v_proj->forward(x).view({b, t, n_kv_head_, head_dim_}).transpose(1, 2);
-    RopeTables tables = rope.tables(past, t);
+    RopeTables tables = rope_tables_for(rope, past, t, x);
     q = apply_rope(q, tables);
     k = apply_rope(k, tables);
     torch::Tensor keys = cache.keys.append(k);

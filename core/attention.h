@@ -25,6 +25,9 @@ public:
     virtual std::unique_ptr<LayerCache> make_cache(const CacheOptions& options) const;
 };
 
+// RoPE tables for positions past..past+t-1 on `like`'s device and in its dtype.
+RopeTables rope_tables_for(const RotaryEmbedding& rope, int64_t past, int64_t t, const torch::Tensor& like);
+
 // Additive attention mask [T, S] for T queries at positions past..past+T-1 over S = past + T
 // keys: -inf above the causal diagonal and, with a sliding window w > 0, for keys more than
 // w - 1 positions behind the query (transformers' Mistral convention). Undefined tensor when

@@ -1,8 +1,12 @@
 #include "core/config.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <iomanip>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -76,6 +80,20 @@ private:
     const std::string& source_;
 };
 
+// x as a person writes it, for messages: 500000, 32, 1e-05 (the shortest text that reads back
+// as x; whole numbers without an exponent).
+std::string number_text(double x) {
+    if (x == std::floor(x) && std::fabs(x) < 1e15) return std::to_string(static_cast<int64_t>(x));
+    for (int precision = 1; precision < 17; ++precision) {
+        std::ostringstream shorter;
+        shorter << std::setprecision(precision) << x;
+        if (std::stod(shorter.str()) == x) return shorter.str();
+    }
+    std::ostringstream full;
+    full << std::setprecision(17) << x;
+    return full.str();
+}
+
 RopeScaling parse_rope_scaling(const Reader& r, const json& obj, const std::string& path) {
     RopeScaling s;
     std::string type = "default";
@@ -105,15 +123,110 @@ RopeScaling parse_rope_scaling(const Reader& r, const json& obj, const std::stri
     return s;
 }
 
+
+bool same_scaling(const RopeScaling& a, const RopeScaling& b) {
+    if (a.type != b.type) return false;
+    if (a.type == RopeScaling::Type::Default) return true;
+    if (a.factor != b.factor) return false;
+    return a.type != RopeScaling::Type::Llama3 ||
+           (a.low_freq_factor == b.low_freq_factor && a.high_freq_factor == b.high_freq_factor &&
+            a.original_max_position_embeddings == b.original_max_position_embeddings);
+}
+
+// Where the RoPE settings sit: transformers 5 writes `rope_parameters` {rope_theta, rope_type,
+// factor, ...}; older files (the hub's) keep `rope_theta` at top level and an optional
+// `rope_scaling` object. Both forms are read; where a file carries both, they must agree.
+void parse_rope(const Reader& r, const json& root, ModelConfig& c) {
+    bool theta_set = false, scaling_set = false;
+    if (r.has(root, "rope_parameters")) {
+        const json& rp = root["rope_parameters"];
+        if (!rp.is_object()) r.fail("rope_parameters", "expected an object");
+        if (!rp.contains("rope_theta") && !rp.contains("rope_type") && !rp.contains("type") && !rp.empty() &&
+            rp.begin()->is_object())
+            r.fail("rope_parameters", "per-layer-type RoPE parameters are not supported (expected one set for every layer)");
+        if (r.has(rp, "rope_theta")) {
+            c.rope_theta = r.number(rp, "rope_parameters.", "rope_theta");
+            theta_set = true;
+        }
+        if (r.has(rp, "rope_type") || r.has(rp, "type")) {
+            c.rope_scaling = parse_rope_scaling(r, rp, "rope_parameters.");
+            scaling_set = true;
+        }
+    }
+    if (r.has(root, "rope_theta")) {
+        const double theta = r.number(root, "", "rope_theta");
+        if (theta_set && theta != c.rope_theta)
+            r.fail("rope_theta", number_text(theta) + " contradicts rope_parameters.rope_theta (" +
+                                     number_text(c.rope_theta) + ")");
+        c.rope_theta = theta;
+    }
+    if (r.has(root, "rope_scaling")) {
+        const json& rs = root["rope_scaling"];
+        if (!rs.is_object()) r.fail("rope_scaling", "expected an object or null");
+        const RopeScaling scaling = parse_rope_scaling(r, rs, "rope_scaling.");
+        if (scaling_set && !same_scaling(scaling, c.rope_scaling))
+            r.fail("rope_scaling", std::string("'") + rope_type_name(scaling.type) + "' scaling (factor " +
+                                       number_text(scaling.factor) + ") contradicts rope_parameters ('" +
+                                       rope_type_name(c.rope_scaling.type) + "', factor " +
+                                       number_text(c.rope_scaling.factor) + ")");
+        c.rope_scaling = scaling;
+    }
+    if (c.rope_theta <= 0) r.fail("rope_theta", "must be positive");
+}
+
+// Sliding-window attention. transformers 5 lists each layer's kind in `layer_types`
+// ("full_attention" / "sliding_attention"); older files say it with `sliding_window` alone
+// (Mistral: every layer when set) or, for Qwen2, `use_sliding_window` + `max_window_layers`
+// (layers from that index on slide). The engine applies one window to every layer, so a
+// model mixing full and sliding layers is refused; a `layer_types` that contradicts the
+// older keys is an error.
+void parse_sliding_window(const Reader& r, const json& root, ModelConfig& c) {
+    int64_t window = 0;  // the window a sliding layer would use; 0 = none configured
+    if (r.has(root, "sliding_window")) {
+        window = r.integer(root, "", "sliding_window");
+        if (window <= 0) r.fail("sliding_window", "must be positive or null, got " + std::to_string(window));
+    }
+    const bool qwen2 = c.model_type == "qwen2";
+    const bool use_sliding = qwen2 ? (r.has(root, "use_sliding_window") && r.boolean(root, "", "use_sliding_window"))
+                                   : c.model_type == "mistral";
+    // Qwen2Config's default max_window_layers is 28.
+    const int64_t max_window_layers =
+        qwen2 && r.has(root, "max_window_layers") ? r.integer(root, "", "max_window_layers") : (qwen2 ? 28 : 0);
+    std::vector<bool> implied(c.n_layer, false);  // what the older keys say, per layer
+    for (int64_t l = 0; l < c.n_layer; ++l) implied[l] = use_sliding && window > 0 && l >= max_window_layers;
+
+    std::vector<bool> sliding = implied;
+    if (r.has(root, "layer_types")) {
+        const json& types = root["layer_types"];
+        if (!types.is_array() || int64_t(types.size()) != c.n_layer)
+            r.fail("layer_types", "expected an array of " + std::to_string(c.n_layer) + " layer kinds (num_hidden_layers)");
+        for (int64_t l = 0; l < c.n_layer; ++l) {
+            const std::string field = "layer_types[" + std::to_string(l) + "]";
+            const json& type = types[l];
+            if (type == "full_attention") sliding[l] = false;
+            else if (type == "sliding_attention") sliding[l] = true;
+            else r.fail(field, "unsupported layer kind " + type.dump() + "; supported: full_attention, sliding_attention");
+            if (sliding[l] && window <= 0) r.fail(field, "'sliding_attention' needs a sliding_window, which is null");
+            if (sliding[l] && qwen2 && !use_sliding)
+                r.fail(field, "'sliding_attention' contradicts use_sliding_window false");
+            if (!sliding[l] && implied[l])
+                r.fail(field, "'full_attention' contradicts use_sliding_window true with max_window_layers " +
+                                  std::to_string(max_window_layers));
+        }
+    }
+    const auto count = std::count(sliding.begin(), sliding.end(), true);
+    if (count != 0 && count != c.n_layer)
+        r.fail(r.has(root, "layer_types") ? "layer_types" : "max_window_layers",
+               std::to_string(count) + " of " + std::to_string(c.n_layer) +
+                   " layers use a sliding window: models mixing full and sliding-window layers are not supported");
+    c.sliding_window = count > 0 ? window : 0;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& source) {
-    json root;
-    try {
-        root = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw Error(source, "", std::string("malformed JSON: ") + e.what());
-    }
+    // Depth-capped, and every parser exception (syntax, number overflow) becomes an Error.
+    const json root = parse_json_text(text, source);
     if (!root.is_object()) throw Error(source, "", "expected a JSON object at top level");
     Reader r(root, source);
     ModelConfig c;
@@ -136,6 +249,9 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     c.hidden = r.positive(root, "", "hidden_size");
     c.ffn = r.positive(root, "", "intermediate_size");
     c.n_layer = r.positive(root, "", "num_hidden_layers");
+    // Bound before anything is sized by it (per-layer tables): real models have at most a few
+    // hundred layers.
+    if (c.n_layer > 65536) r.fail("num_hidden_layers", "implausibly large (" + std::to_string(c.n_layer) + " > 65536)");
     c.n_head = r.positive(root, "", "num_attention_heads");
     c.vocab = r.positive(root, "", "vocab_size");
     // Missing num_key_value_heads means MHA (transformers' default).
@@ -167,29 +283,10 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     }
     if (c.model_type == "llama" && r.has(root, "mlp_bias")) c.mlp_bias = r.boolean(root, "", "mlp_bias");
 
-    // RoPE: rope_parameters (newer transformers) holds theta and type together; older configs
-    // keep rope_theta at top level and an optional rope_scaling object.
-    if (r.has(root, "rope_parameters")) {
-        const json& rp = root["rope_parameters"];
-        if (!rp.is_object()) r.fail("rope_parameters", "expected an object");
-        if (r.has(rp, "rope_theta")) c.rope_theta = r.number(rp, "rope_parameters.", "rope_theta");
-        c.rope_scaling = parse_rope_scaling(r, rp, "rope_parameters.");
-    }
-    if (r.has(root, "rope_theta")) c.rope_theta = r.number(root, "", "rope_theta");
-    if (r.has(root, "rope_scaling")) {
-        const json& rs = root["rope_scaling"];
-        if (!rs.is_object()) r.fail("rope_scaling", "expected an object or null");
-        c.rope_scaling = parse_rope_scaling(r, rs, "rope_scaling.");
-    }
-    if (c.rope_theta <= 0) r.fail("rope_theta", "must be positive");
+    parse_rope(r, root, c);
     if (r.has(root, "partial_rotary_factor") && r.number(root, "", "partial_rotary_factor") != 1.0)
         r.fail("partial_rotary_factor", "partial rotary factors other than 1 are not supported");
-
-    // Sliding windows: Mistral applies `sliding_window` when set; Qwen2 only with use_sliding_window.
-    if (c.model_type == "mistral" && r.has(root, "sliding_window")) c.sliding_window = r.integer(root, "", "sliding_window");
-    if (c.model_type == "qwen2" && r.has(root, "use_sliding_window") && r.boolean(root, "", "use_sliding_window") &&
-        r.has(root, "sliding_window"))
-        c.sliding_window = r.integer(root, "", "sliding_window");
+    parse_sliding_window(r, root, c);
 
     if (r.has(root, "bos_token_id")) c.bos_token_id = r.integer(root, "", "bos_token_id");
     if (r.has(root, "eos_token_id")) {
@@ -246,8 +343,14 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
             mla.kept_pairs.push_back(std::move(heads));
         }
     }
-    if (r.has(root, "torch_dtype")) c.stored_dtype = r.string(root, "", "torch_dtype");
-    else if (r.has(root, "dtype")) c.stored_dtype = r.string(root, "", "dtype");
+    // transformers 5 writes `dtype`, older versions `torch_dtype`; a file with both must agree.
+    if (r.has(root, "dtype")) c.stored_dtype = r.string(root, "", "dtype");
+    if (r.has(root, "torch_dtype")) {
+        const std::string torch_dtype = r.string(root, "", "torch_dtype");
+        if (!c.stored_dtype.empty() && torch_dtype != c.stored_dtype)
+            r.fail("torch_dtype", "'" + torch_dtype + "' contradicts dtype '" + c.stored_dtype + "'");
+        c.stored_dtype = torch_dtype;
+    }
     return c;
 }
 

@@ -19,8 +19,10 @@ GenerateResult greedy_generate(LlamaForCausalLMImpl& model, const std::vector<in
     GenerateResult result;
     result.prompt_tokens = static_cast<int64_t>(prompt.size());
     const auto t0 = clock::now();
-    torch::Tensor input = torch::tensor(prompt, torch::kInt64).unsqueeze(0);  // [1, T]
-    torch::Tensor logits = model.forward(input, cache, LogitsFor::Last);      // [1, 1, vocab]
+    // Ids on the model's device, so logits and the argmax stay there (one id comes back per step).
+    const torch::Device device = model.device();
+    torch::Tensor input = torch::tensor(prompt, torch::kInt64).unsqueeze(0).to(device);  // [1, T]
+    torch::Tensor logits = model.forward(input, cache, LogitsFor::Last);                 // [1, 1, vocab] float32
     const auto t1 = clock::now();
     result.prefill_seconds = std::chrono::duration<double>(t1 - t0).count();
 
@@ -33,7 +35,8 @@ GenerateResult greedy_generate(LlamaForCausalLMImpl& model, const std::vector<in
         }
         if (step + 1 == options.max_new_tokens) break;
         if (options.cancelled && options.cancelled()) throw Cancelled();
-        logits = model.forward(torch::full({1, 1}, next, torch::kInt64), cache, LogitsFor::Last);
+        logits = model.forward(torch::full({1, 1}, next, torch::TensorOptions().dtype(torch::kInt64).device(device)), cache,
+                               LogitsFor::Last);
     }
     result.decode_seconds = std::chrono::duration<double>(clock::now() - t1).count();
     result.cache_bytes = cache.bytes();

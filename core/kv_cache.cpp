@@ -57,6 +57,15 @@ CachedSequence& CachedSequence::operator=(CachedSequence&&) noexcept = default;
 
 torch::Tensor CachedSequence::append(const torch::Tensor& x) { return quantized_ ? quantized_->append(x) : plain_.append(x); }
 torch::Tensor CachedSequence::view() const { return quantized_ ? quantized_->view() : plain_.view(); }
+void CachedSequence::push(const torch::Tensor& x) {
+    if (quantized_)
+        quantized_->push(x);
+    else
+        plain_.append(x);  // returns a view of the storage: no copy
+}
+torch::Tensor CachedSequence::range(int64_t start, int64_t count) const {
+    return quantized_ ? quantized_->range(start, count) : plain_.view().narrow(2, start, count);
+}
 int64_t CachedSequence::length() const { return quantized_ ? quantized_->length() : plain_.length(); }
 int64_t CachedSequence::bytes() const { return quantized_ ? quantized_->bytes() : plain_.bytes(); }
 int64_t CachedSequence::allocated_bytes() const {

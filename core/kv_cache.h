@@ -58,7 +58,10 @@ public:
     CachedSequence& operator=(CachedSequence&&) noexcept;
 
     torch::Tensor append(const torch::Tensor& x);  // x [B, heads, t, width] -> [B, heads, T, width]
+    void push(const torch::Tensor& x);             // append without building the view
     torch::Tensor view() const;
+    // Tokens [start, start + count): [B, heads, count, width]; a quantized cache dequantizes only those.
+    torch::Tensor range(int64_t start, int64_t count) const;
     int64_t length() const;
     int64_t bytes() const;
     int64_t allocated_bytes() const;

@@ -3,8 +3,10 @@
 
 #include "core/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
+#include <vector>
 
 namespace mlawb {
 
@@ -34,7 +36,7 @@ torch::Tensor half_step(const torch::Tensor& h, bool down) {
 torch::Tensor unpack_codes(const torch::Tensor& packed, int64_t row_width, int bits) {
     if (bits == 8) return packed;
     const int64_t per_byte = codes_per_byte(bits);
-    torch::Tensor shifts = torch::arange(0, 8, bits, torch::kUInt8);  // [per_byte]
+    torch::Tensor shifts = torch::arange(0, 8, bits, packed.options().dtype(torch::kUInt8));  // [per_byte]
     torch::Tensor codes = packed.unsqueeze(-1).bitwise_right_shift(shifts).bitwise_and((1 << bits) - 1);
     return codes.reshape({packed.size(0), packed.size(1) * per_byte}).narrow(1, 0, row_width);
 }
@@ -44,9 +46,9 @@ torch::Tensor pack_codes(const torch::Tensor& codes, int bits) {
     if (bits == 8) return codes;
     const int64_t n = codes.size(0), per_byte = codes_per_byte(bits);
     const int64_t packed = packed_row_bytes(codes.size(1), bits);
-    torch::Tensor padded = torch::zeros({n, packed * per_byte}, torch::kUInt8);
+    torch::Tensor padded = torch::zeros({n, packed * per_byte}, codes.options().dtype(torch::kUInt8));
     padded.narrow(1, 0, codes.size(1)).copy_(codes);
-    torch::Tensor shifts = torch::arange(0, 8, bits, torch::kUInt8);  // [per_byte]
+    torch::Tensor shifts = torch::arange(0, 8, bits, codes.options().dtype(torch::kUInt8));  // [per_byte]
     return padded.view({n, packed, per_byte}).bitwise_left_shift(shifts).sum(-1, false, torch::kUInt8);
 }
 
@@ -108,7 +110,7 @@ QuantizedRows quantize_rows(const torch::Tensor& x, int bits, int64_t group) {
 torch::Tensor dequantize_rows(const QuantizedRows& q, int64_t row_width, int bits, int64_t group) {
     const int64_t n = q.codes.size(0), groups = groups_per_row(row_width, group);
     torch::Tensor codes = unpack_codes(q.codes, row_width, bits).to(torch::kFloat32);  // [N, row_width]
-    torch::Tensor padded = torch::zeros({n, groups * group}, torch::kFloat32);
+    torch::Tensor padded = torch::zeros({n, groups * group}, codes.options().dtype(torch::kFloat32));
     padded.narrow(1, 0, row_width).copy_(codes);
     torch::Tensor g = padded.view({n, groups, group});
     torch::Tensor values = g * q.scales.to(torch::kFloat32).unsqueeze(-1) + q.zeros.to(torch::kFloat32).unsqueeze(-1);
@@ -132,12 +134,18 @@ void QuantizedSequence::flush_oldest(const torch::Tensor& tokens) {
 }
 
 torch::Tensor QuantizedSequence::append(const torch::Tensor& x) {
+    push(x);
+    return view();
+}
+
+void QuantizedSequence::push(const torch::Tensor& x) {
     TORCH_CHECK(x.dim() == 4, "cache append expects [B, heads, t, width]");
     if (length() == 0) {
         batch_ = x.size(0);
         heads_ = x.size(1);
         width_ = x.size(3);
         dtype_ = x.scalar_type();
+        window_options_ = x.options();
     }
     torch::Tensor held = window_.defined() ? torch::cat({window_, x}, 2) : x;  // [B, heads, W + t, width]
     const int64_t w = held.size(2);
@@ -146,22 +154,35 @@ torch::Tensor QuantizedSequence::append(const torch::Tensor& x) {
     const int64_t flush = residual == 0 ? w : (w > residual ? (w - 1) / residual * residual : 0);
     if (flush > 0) flush_oldest(held.narrow(2, 0, flush));
     window_ = flush == w ? torch::Tensor() : held.narrow(2, flush, w - flush).contiguous();
-    return view();
 }
 
-torch::Tensor QuantizedSequence::view() const {
-    if (quantized_tokens_ == 0) return window_;
-    if (heads_ * width_ == 0) {
-        torch::Tensor empty = torch::empty({batch_, heads_, quantized_tokens_, width_}, torch::TensorOptions().dtype(dtype_));
-        return window_.defined() ? torch::cat({empty, window_}, 2) : empty;
+torch::Tensor QuantizedSequence::view() const { return length() == 0 ? torch::Tensor() : range(0, length()); }
+
+torch::Tensor QuantizedSequence::range(int64_t start, int64_t count) const {
+    TORCH_CHECK(start >= 0 && count >= 1 && start + count <= length(), "cache range [", start, ", ", start + count,
+                ") outside the ", length(), " tokens held");
+    const int64_t tq = quantized_tokens_, end = start + count;
+    std::vector<torch::Tensor> pieces;
+    if (start < tq) {  // tokens [start, min(end, tq)) from the quantized store
+        const int64_t n = std::min(end, tq) - start;
+        if (heads_ * width_ == 0) {
+            pieces.push_back(torch::empty({batch_, heads_, n, width_}, window_options_.dtype(dtype_)));
+        } else {
+            // Only these tokens' codes are unpacked: absorbed MLA decode reads the cache block by block.
+            torch::Tensor codes = codes_.view().narrow(2, start, n), scales = scales_.view().narrow(2, start, n),
+                          zeros = zeros_.view().narrow(2, start, n);  // [B, 1, n, *]
+            const int64_t b = codes.size(0);
+            QuantizedRows q{codes.reshape({b * n, codes.size(3)}), scales.reshape({b * n, scales.size(3)}),
+                            zeros.reshape({b * n, zeros.size(3)})};
+            torch::Tensor rows = dequantize_rows(q, heads_ * width_, options_.bits, options_.group);  // [B n, heads width]
+            pieces.push_back(rows.reshape({b, n, heads_, width_}).permute({0, 2, 1, 3}).to(dtype_));
+        }
     }
-    torch::Tensor codes = codes_.view(), scales = scales_.view(), zeros = zeros_.view();  // [B, 1, Tq, *]
-    const int64_t b = codes.size(0), tq = quantized_tokens_;
-    QuantizedRows q{codes.reshape({b * tq, codes.size(3)}), scales.reshape({b * tq, scales.size(3)}),
-                    zeros.reshape({b * tq, zeros.size(3)})};
-    torch::Tensor rows = dequantize_rows(q, heads_ * width_, options_.bits, options_.group);  // [B Tq, heads width]
-    torch::Tensor old = rows.reshape({b, tq, heads_, width_}).permute({0, 2, 1, 3}).to(dtype_);
-    return window_.defined() ? torch::cat({old, window_}, 2) : old;
+    if (end > tq) {  // tokens from the unquantized window
+        const int64_t from = std::max(start, tq) - tq;
+        pieces.push_back(window_.narrow(2, from, end - tq - from));
+    }
+    return pieces.size() == 1 ? pieces[0] : torch::cat(pieces, 2);
 }
 
 int64_t QuantizedSequence::bytes() const {

@@ -54,7 +54,11 @@ public:
     // Appends x [B, heads, t, width]; returns everything held [B, heads, T, width] in x's dtype
     // (quantized tokens dequantized, window tokens as given).
     torch::Tensor append(const torch::Tensor& x);
+    void push(const torch::Tensor& x);  // append without building the dequantized view
     torch::Tensor view() const;  // [B, heads, T, width]; undefined when empty
+    // Tokens [start, start + count) dequantized: [B, heads, count, width] in the compute dtype.
+    // Unpacks only those tokens, so a reader can walk the cache in blocks.
+    torch::Tensor range(int64_t start, int64_t count) const;
     int64_t length() const { return quantized_tokens_ + window_tokens(); }
     int64_t quantized_tokens() const { return quantized_tokens_; }
     int64_t window_tokens() const { return window_.defined() ? window_.size(2) : 0; }
@@ -69,6 +73,7 @@ private:
     CacheOptions options_;
     int64_t batch_ = 0, heads_ = 0, width_ = 0;
     torch::ScalarType dtype_ = torch::kFloat32;
+    torch::TensorOptions window_options_;  // device of the appended values
     GrowableSequence codes_;   // [B, 1, Tq, packed_row_bytes(heads * width)] uint8
     GrowableSequence scales_;  // [B, 1, Tq, groups] float16
     GrowableSequence zeros_;   // [B, 1, Tq, groups] float16

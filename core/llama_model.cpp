@@ -5,6 +5,7 @@
 #include "core/mla_attention.h"
 #include "core/safetensors.h"
 
+#include <torch/cuda.h>
 #include <torch/nn/functional/activation.h>
 
 #include <filesystem>
@@ -16,6 +17,12 @@ RMSNormImpl::RMSNormImpl(int64_t dim, double eps_) : eps(eps_) {
 }
 
 torch::Tensor RMSNormImpl::forward(const torch::Tensor& x) {
+    if (x.scalar_type() == torch::kBFloat16 || x.scalar_type() == torch::kFloat16) {  // float64 stays float64 (gradient check)
+        // transformers: normalize in float32, round to the input dtype, then scale by the weight.
+        torch::Tensor xf = x.to(torch::kFloat32);
+        torch::Tensor normed = xf * torch::rsqrt(xf.pow(2).mean(-1, /*keepdim=*/true) + eps);
+        return weight * normed.to(x.scalar_type());
+    }
     torch::Tensor variance = x.pow(2).mean(-1, /*keepdim=*/true);
     return weight * (x * torch::rsqrt(variance + eps));
 }
@@ -85,20 +92,68 @@ KVCache LlamaForCausalLMImpl::make_cache(const CacheOptions& options) const {
 
 torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& input_ids, KVCache& cache) {
     TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T]");
-    torch::Tensor h = model->embed_tokens->forward(input_ids);
+    torch::Tensor h = model->embed_tokens->forward(input_ids.to(device()));
     for (int64_t l = 0; l < config_.n_layer; ++l) h = layer(l)->forward(h, rope_, cache.layer(l));
     return model->norm->forward(h);
 }
 
+const torch::Tensor& LlamaForCausalLMImpl::output_weight() const {
+    return config_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
+}
+
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) const {
-    const torch::Tensor& w = config_.tie_word_embeddings ? model->embed_tokens->weight : lm_head->weight;
-    return torch::matmul(hidden, w.t());
+    return torch::matmul(hidden, output_weight().t());
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, KVCache& cache, LogitsFor which) {
     torch::Tensor h = forward_hidden(input_ids, cache);
     if (which == LogitsFor::Last) h = h.narrow(1, h.size(1) - 1, 1);
-    return logits(h);
+    // No-op for CPU float32; otherwise float32 logits where the caller's ids live.
+    return logits(h).to(input_ids.device(), torch::kFloat32);
+}
+
+torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
+torch::ScalarType LlamaForCausalLMImpl::dtype() const { return model->embed_tokens->weight.scalar_type(); }
+
+void LlamaForCausalLMImpl::place(const Placement& placement) {
+    torch::NoGradGuard no_grad;
+    to(placement.device, placement.dtype);
+}
+
+const char* dtype_name(torch::ScalarType dtype) {
+    switch (dtype) {
+        case torch::kFloat32: return "f32";
+        case torch::kBFloat16: return "bf16";
+        case torch::kFloat16: return "f16";
+        default: return "other";
+    }
+}
+
+std::string Placement::to_string() const { return device.str() + " " + dtype_name(dtype); }
+
+Placement parse_placement(const std::string& device, const std::string& dtype) {
+    Placement p;
+    if (dtype == "f32" || dtype == "float32") p.dtype = torch::kFloat32;
+    else if (dtype == "bf16" || dtype == "bfloat16") p.dtype = torch::kBFloat16;
+    else if (dtype == "f16" || dtype == "float16") p.dtype = torch::kFloat16;
+    else throw Error("", "--dtype", "expected f32, bf16 or f16, got '" + dtype + "'");
+    if (device == "cpu") return p;
+    if (device.rfind("cuda", 0) != 0)
+        throw Error("", "--device", "expected cpu, cuda or cuda:N, got '" + device + "'");
+    int64_t index = 0;
+    if (device.size() > 4) {
+        const std::string n = device.substr(4);
+        if (n.size() < 2 || n[0] != ':' || n.find_first_not_of("0123456789", 1) != std::string::npos || n.size() > 5)
+            throw Error("", "--device", "expected cpu, cuda or cuda:N, got '" + device + "'");
+        index = std::stoll(n.substr(1));
+    }
+    if (!torch::cuda::is_available())
+        throw Error("", "--device", "'" + device + "' asked for, but this build's LibTorch sees no CUDA device");
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (index >= count)
+        throw Error("", "--device", "'" + device + "': only " + std::to_string(count) + " CUDA device(s)");
+    p.device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
+    return p;
 }
 
 torch::Tensor to_float_tensor(const TensorView& view) {
@@ -141,6 +196,12 @@ LoadedModel load_model(const std::string& folder) {
     m.model->load_weights(checkpoint);
     m.model->eval();
     for (auto& p : m.model->parameters()) p.set_requires_grad(false);
+    return m;
+}
+
+LoadedModel load_model(const std::string& folder, const Placement& placement) {
+    LoadedModel m = load_model(folder);
+    m.model->place(placement);
     return m;
 }
 

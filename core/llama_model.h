@@ -1,7 +1,9 @@
 // The Llama-family causal LM (Llama 2/3, Mistral, Qwen2, SmolLM) as LibTorch modules named as
 // the checkpoint names its tensors, so `named_parameters()` walks "model.layers.N.self_attn.
-// q_proj.weight" ... and loading/exporting is a walk over it. Weights are float32 in memory
-// (bf16/f16 upcast at load).
+// q_proj.weight" ... and loading/exporting is a walk over it. Weights load as float32 on the CPU
+// (bf16/f16 upcast), where conversion to MLA runs; place() then moves them to a device and dtype
+// (f32/bf16/f16), and caches, activations and RoPE tables follow the weights. Norms, softmax and
+// logits are computed in float32 whatever the dtype (as transformers does).
 #pragma once
 
 #include "core/attention.h"
@@ -64,15 +66,37 @@ TORCH_MODULE(LlamaBackbone);
 // Which positions get logits: generation needs only the last, perplexity needs all.
 enum class LogitsFor { All, Last };
 
+// Where a model runs: a device (cpu, cuda, cuda:N) and the dtype of weights and cache.
+struct Placement {
+    torch::Device device = torch::Device(torch::kCPU);
+    torch::ScalarType dtype = torch::kFloat32;
+    std::string to_string() const;  // "cuda:0 bf16"
+};
+
+// Parses `device` (cpu | cuda | cuda:N) and `dtype` (f32 | bf16 | f16, or float32 / bfloat16 /
+// float16); throws mlawb::Error("", "--device" or "--dtype", ...) naming what is wrong, also when
+// CUDA is asked for and this LibTorch has no CUDA device.
+Placement parse_placement(const std::string& device, const std::string& dtype);
+const char* dtype_name(torch::ScalarType dtype);  // "f32", "bf16", "f16"
+
 class LlamaForCausalLMImpl : public torch::nn::Module {
 public:
     explicit LlamaForCausalLMImpl(const ModelConfig& config);
 
-    // input_ids [B, T] int64 following what `cache` holds -> logits [B, T or 1, vocab] float32.
+    // input_ids [B, T] int64 following what `cache` holds -> logits [B, T or 1, vocab] float32 on
+    // input_ids' device (ids on the CPU give CPU logits whatever device the model runs on).
     torch::Tensor forward(const torch::Tensor& input_ids, KVCache& cache, LogitsFor which = LogitsFor::All);
-    // Hidden states after the final norm [B, T, hidden] (logits = hidden @ lm_head^T).
+    // Hidden states after the final norm [B, T, hidden] on the model's device and dtype
+    // (logits = hidden @ lm_head^T); input_ids may be on any device.
     torch::Tensor forward_hidden(const torch::Tensor& input_ids, KVCache& cache);
-    torch::Tensor logits(const torch::Tensor& hidden) const;
+    torch::Tensor logits(const torch::Tensor& hidden) const;  // model's device and dtype
+
+    // Moves every parameter to `device` in `dtype`. Conversion to MLA must run before (CPU f32).
+    void place(const Placement& placement);
+    torch::Device device() const;       // where the weights are
+    torch::ScalarType dtype() const;    // their dtype
+    // The weight the logits come from ([vocab, hidden]: lm_head, or embed_tokens when tied).
+    const torch::Tensor& output_weight() const;
 
     // A cache as cache_options() says (float32 values unless set_cache_options quantizes them).
     KVCache make_cache() const;
@@ -108,6 +132,8 @@ struct LoadedModel {
 // Opens config.json, tokenizer.json and the safetensors weights of a Hugging Face folder.
 // Throws mlawb::Error naming the file and field or tensor at fault.
 LoadedModel load_model(const std::string& folder);
+// The same, then places the weights (load_model(folder) then model->place(placement)).
+LoadedModel load_model(const std::string& folder, const Placement& placement);
 
 // Converts a stored tensor (F32/F16/BF16, any shape) to a float32 torch tensor (a copy).
 torch::Tensor to_float_tensor(const struct TensorView& view);

@@ -3,6 +3,7 @@
 #include "core/error.h"
 
 #include <cmath>
+#include <algorithm>
 #include <limits>
 
 namespace mlawb {
@@ -75,10 +76,11 @@ std::unique_ptr<LayerCache> MlaAttention::make_cache(const CacheOptions& options
 // x: [B, n_kv, T, 2r], or grouped [B, n_kv, group, T, 2r].
 void MlaAttention::rotate_compact(torch::Tensor& x, int64_t past, int64_t t, bool grouped) const {
     if (r_ == 0) return;
+    // Angles in float32 on the CPU (as the standard path's tables), cast like transformers does.
     torch::Tensor pos = torch::arange(past, past + t, torch::kInt64).to(torch::kFloat32);  // [T]
     torch::Tensor angles = pos.view({1, t, 1}) * kept_inv_freq_.unsqueeze(1);              // [n_kv, T, r]
     torch::Tensor emb = torch::cat({angles, angles}, -1);                                   // [n_kv, T, 2r]
-    torch::Tensor cos = emb.cos(), sin = emb.sin();
+    torch::Tensor cos = emb.cos().to(x.device(), x.scalar_type()), sin = emb.sin().to(x.device(), x.scalar_type());
     if (grouped) {
         cos = cos.unsqueeze(1);  // [n_kv, 1, T, 2r]
         sin = sin.unsqueeze(1);
@@ -88,6 +90,7 @@ void MlaAttention::rotate_compact(torch::Tensor& x, int64_t past, int64_t t, boo
 
 torch::Tensor MlaAttention::forward(const torch::Tensor& x, const RotaryEmbedding& /*rope*/, LayerCache& layer_cache) {
     auto& cache = dynamic_cast<MlaLayerCache&>(layer_cache);
+    if (dim_order_.device() != x.device()) dim_order_ = dim_order_.to(x.device());  // follows place()
     const int64_t b = x.size(0), t = x.size(1), group = n_head_ / n_kv_;
     const int64_t past = cache.length();
     const int64_t rope_w = 2 * r_, nope_w = d_ - 2 * r_;
@@ -102,6 +105,14 @@ torch::Tensor MlaAttention::forward(const torch::Tensor& x, const RotaryEmbeddin
 
     torch::Tensor k_rope = k_rope_proj->forward(x).view({b, t, n_kv_, rope_w}).transpose(1, 2);  // [B, n_kv, T, 2r]
     rotate_compact(k_rope, past, t, /*grouped=*/false);
+    // Absorbed decode reads the cache itself (block by block when quantized): only store the token.
+    const bool absorbed = t == 1 && absorbed_decode_ && shape_.kind != MlaKind::PartialRopeOnly;
+    if (absorbed) {
+        cache.k_rope.push(k_rope);
+        cache.latent.push(kv_down_proj->forward(x).unsqueeze(1));  // [B, 1, 1, L]
+        torch::Tensor out = absorbed_step(torch::cat({q_rope, q_nope}, -1), q_nope, cache);  // [B, n_head, 1, d]
+        return o_proj->forward(out.transpose(1, 2).reshape({b, t, n_head_ * d_}));
+    }
     torch::Tensor k_rope_all = cache.k_rope.append(k_rope);
 
     const double scale = 1.0 / std::sqrt(static_cast<double>(d_));  // the original head_dim's scale
@@ -111,10 +122,6 @@ torch::Tensor MlaAttention::forward(const torch::Tensor& x, const RotaryEmbeddin
         v_all = cache.values.append(v_proj->forward(x).view({b, t, n_kv_, d_}).transpose(1, 2));
     } else {
         torch::Tensor latent_all = cache.latent.append(kv_down_proj->forward(x).unsqueeze(1));  // [B, 1, S, L]
-        if (t == 1 && absorbed_decode_) {
-            torch::Tensor out = absorbed_step(torch::cat({q_rope, q_nope}, -1), q_nope, cache);  // [B, n_head, 1, d]
-            return o_proj->forward(out.transpose(1, 2).reshape({b, t, n_head_ * d_}));
-        }
         torch::Tensor lat = latent_all.squeeze(1);  // [B, S, L]
         const int64_t s = lat.size(1), half = latent_ / 2;
         torch::Tensor lat_k = shape_.kind == MlaKind::Joint ? lat : lat.narrow(-1, 0, half);
@@ -135,6 +142,7 @@ torch::Tensor MlaAttention::absorbed_step(const torch::Tensor& q_regrouped, cons
     const int64_t b = q_regrouped.size(0), rope_w = 2 * r_, nope_w = d_ - 2 * r_;
     const bool joint = shape_.kind == MlaKind::Joint;
     const int64_t lat_w = joint ? latent_ : latent_ / 2;
+    if (cache.latent.quantized() || cache.k_rope.quantized()) return absorbed_step_blocks(q_regrouped, q_nope, cache);
     torch::Tensor lat = cache.latent.view().squeeze(1);  // [B, S, L]
     torch::Tensor lat_k = joint ? lat : lat.narrow(-1, 0, lat_w);
     torch::Tensor lat_v = joint ? lat : lat.narrow(-1, lat_w, lat_w);
@@ -157,10 +165,62 @@ torch::Tensor MlaAttention::absorbed_step(const torch::Tensor& q_regrouped, cons
         // Keys more than window - 1 positions behind the query are masked (Mistral).
         scores.narrow(-1, 0, s - sliding_window_).fill_(-std::numeric_limits<float>::infinity());
     }
-    torch::Tensor probs = torch::softmax(scores * (1.0 / std::sqrt(static_cast<double>(d_))), -1);
+    torch::Tensor probs = torch::softmax(scores * (1.0 / std::sqrt(static_cast<double>(d_))), -1, torch::kFloat32)
+                              .to(scores.scalar_type());  // float32 softmax; a no-op cast for f32
     torch::Tensor out_lat = torch::einsum("bgqs,bsl->bgql", {probs, lat_v});  // [B, n_kv, group, lat_w]
     torch::Tensor w_up_v = v_up_proj->weight.view({n_kv_, d_, lat_w});
     torch::Tensor out = torch::einsum("bgql,gdl->bgqd", {out_lat, w_up_v});   // [B, n_kv, group, d]
+    if (v_up_proj->bias.defined()) out = out + v_up_proj->bias.view({1, n_kv_, 1, d_});
+    return out.reshape({b, n_head_, 1, d_});
+}
+
+// absorbed_step over a quantized cache: the latent and k_rope are dequantized one block of
+// kBlockTokens tokens at a time (never the whole cache), with an online softmax (running max m,
+// normalizer l, unnormalized output acc, all float32) as FlashAttention does:
+//   m' = max(m, max_s z_s), l' = l e^(m - m') + sum_s e^(z_s - m'), acc' = acc e^(m - m') + sum_s e^(z_s - m') c_s
+// so the result equals softmax(z) . c_v up to rounding.
+torch::Tensor MlaAttention::absorbed_step_blocks(const torch::Tensor& q_regrouped, const torch::Tensor& q_nope,
+                                                 MlaLayerCache& cache) const {
+    constexpr int64_t kBlockTokens = 256;
+    const int64_t b = q_regrouped.size(0), group = n_head_ / n_kv_, rope_w = 2 * r_, nope_w = d_ - 2 * r_;
+    const bool joint = shape_.kind == MlaKind::Joint;
+    const int64_t lat_w = joint ? latent_ : latent_ / 2;
+    const torch::Tensor w_up_k = k_up_proj->weight.view({n_kv_, nope_w, lat_w});
+    const torch::Tensor q_lat = torch::einsum("bgqn,gnl->bgql", {q_nope.squeeze(3), w_up_k});  // [B, n_kv, group, lat_w]
+    const torch::Tensor q_rope = q_regrouped.narrow(-1, 0, rope_w).squeeze(3);                // [B, n_kv, group, 2r]
+    torch::Tensor bias_score;  // [B, n_kv, group, 1]: q_nope . b_k, the same for every key
+    if (k_up_proj->bias.defined())
+        bias_score = torch::einsum("bgqn,gn->bgq", {q_nope.squeeze(3), k_up_proj->bias.view({n_kv_, nope_w})}).unsqueeze(-1);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(d_));
+
+    const int64_t s = cache.latent.length();
+    // Mistral's window: keys more than window - 1 positions behind the query are skipped.
+    const int64_t first = sliding_window_ > 0 && s > sliding_window_ ? s - sliding_window_ : 0;
+    const auto f32 = q_lat.options().dtype(torch::kFloat32);
+    torch::Tensor m = torch::full({b, n_kv_, group, 1}, -std::numeric_limits<float>::infinity(), f32);
+    torch::Tensor l = torch::zeros({b, n_kv_, group, 1}, f32);
+    torch::Tensor acc = torch::zeros({b, n_kv_, group, lat_w}, f32);
+    for (int64_t start = first; start < s; start += kBlockTokens) {
+        const int64_t n = std::min(kBlockTokens, s - start);
+        torch::Tensor lat = cache.latent.range(start, n).squeeze(1).to(q_lat.scalar_type());  // [B, n, L]
+        torch::Tensor lat_k = joint ? lat : lat.narrow(-1, 0, lat_w);
+        torch::Tensor lat_v = joint ? lat : lat.narrow(-1, lat_w, lat_w);
+        torch::Tensor z = torch::einsum("bgql,bsl->bgqs", {q_lat, lat_k});  // [B, n_kv, group, n]
+        if (bias_score.defined()) z = z + bias_score;
+        if (r_ > 0) {
+            torch::Tensor k_rope = cache.k_rope.range(start, n).to(q_rope.scalar_type());  // [B, n_kv, n, 2r]
+            z = z + torch::einsum("bgqr,bgsr->bgqs", {q_rope, k_rope});
+        }
+        z = z.to(torch::kFloat32) * scale;
+        torch::Tensor m_new = torch::maximum(m, std::get<0>(z.max(-1, /*keepdim=*/true)));
+        torch::Tensor p = torch::exp(z - m_new), correction = torch::exp(m - m_new);
+        l = l * correction + p.sum(-1, /*keepdim=*/true);
+        acc = acc * correction + torch::einsum("bgqs,bsl->bgql", {p, lat_v.to(torch::kFloat32)});
+        m = m_new;
+    }
+    torch::Tensor out_lat = (acc / l).to(q_lat.scalar_type());  // [B, n_kv, group, lat_w]
+    torch::Tensor w_up_v = v_up_proj->weight.view({n_kv_, d_, lat_w});
+    torch::Tensor out = torch::einsum("bgql,gdl->bgqd", {out_lat, w_up_v});  // [B, n_kv, group, d]
     if (v_up_proj->bias.defined()) out = out + v_up_proj->bias.view({1, n_kv_, 1, d_});
     return out.reshape({b, n_head_, 1, d_});
 }

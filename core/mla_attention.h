@@ -81,6 +81,9 @@ public:
 private:
     void rotate_compact(torch::Tensor& x, int64_t past, int64_t t, bool grouped) const;
     torch::Tensor absorbed_step(const torch::Tensor& q_rope, const torch::Tensor& q_nope, MlaLayerCache& cache) const;
+    // The same over a quantized cache, dequantizing one block of tokens at a time.
+    torch::Tensor absorbed_step_blocks(const torch::Tensor& q_regrouped, const torch::Tensor& q_nope,
+                                       MlaLayerCache& cache) const;
 
     MlaLayerShape shape_;
     int64_t n_head_, n_kv_, d_, r_, latent_, sliding_window_;

@@ -1,9 +1,11 @@
 #include "core/safetensors.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -186,29 +188,13 @@ SafetensorsFile::~SafetensorsFile() {
     if (map_ != nullptr) ::munmap(map_, size_);
 }
 
-std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
-    // The object owns the mapping from the moment it exists, so any throw below unmaps it.
-    std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
-    file->path_ = path;
-
-    FileDescriptor descriptor(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (descriptor.fd < 0) throw Error(path, "", "cannot open: " + errno_text());
-    struct stat info {};
-    if (::fstat(descriptor.fd, &info) != 0) throw Error(path, "", "cannot stat: " + errno_text());
-    if (!S_ISREG(info.st_mode)) throw Error(path, "", "not a regular file");
-    const uint64_t file_bytes = static_cast<uint64_t>(info.st_size);
+SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::string& path) {
+    const uint64_t file_bytes = static_cast<uint64_t>(size);
     if (file_bytes < kLengthPrefixBytes)
         throw Error(path, "header", "file is truncated: " + std::to_string(file_bytes) +
                                         " bytes, shorter than the 8-byte header length");
-
-    void* mapped = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, descriptor.fd, 0);
-    if (mapped == MAP_FAILED) throw Error(path, "", "cannot mmap: " + errno_text());
-    file->map_ = mapped;
-    file->size_ = static_cast<size_t>(file_bytes);
-    const auto* base = static_cast<const uint8_t*>(mapped);
-
     uint64_t header_bytes = 0;
-    for (size_t i = 0; i < kLengthPrefixBytes; ++i) header_bytes |= static_cast<uint64_t>(base[i]) << (8 * i);
+    for (size_t i = 0; i < kLengthPrefixBytes; ++i) header_bytes |= static_cast<uint64_t>(bytes[i]) << (8 * i);
     if (header_bytes > kMaxHeaderBytes)
         throw Error(path, "header", "header length " + std::to_string(header_bytes) +
                                         " bytes is over the 100 MB limit");
@@ -218,17 +204,15 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                                         std::to_string(file_bytes - kLengthPrefixBytes) +
                                         " bytes follow the length; the file may be truncated)");
 
-    const char* header_begin = reinterpret_cast<const char*>(base + kLengthPrefixBytes);
-    Json header;
-    try {
-        header = Json::parse(header_begin, header_begin + header_bytes);
-    } catch (const Json::exception& e) {
-        throw Error(path, "header", std::string("not valid JSON: ") + e.what());
-    }
+    const char* header_begin = reinterpret_cast<const char*>(bytes + kLengthPrefixBytes);
+    // Nesting is capped: error messages below dump parts of the header, and dump recurses.
+    const Json header = parse_json_text(std::string_view(header_begin, static_cast<size_t>(header_bytes)), path,
+                                        "header", "not valid JSON");
     if (!header.is_object())
         throw Error(path, "header", std::string("header is a JSON ") + header.type_name() +
                                         ", expected an object");
 
+    SafetensorsHeader out;
     const uint64_t data_start = kLengthPrefixBytes + header_bytes;
     const uint64_t data_area_bytes = file_bytes - data_start;
     struct ByteRange {
@@ -245,15 +229,15 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
                 if (!meta_value.is_string())
                     throw Error(path, "__metadata__", "value of \"" + meta_key + "\" is a JSON " +
                                                           meta_value.type_name() + ", expected a string");
-                file->metadata_[meta_key] = meta_value.get<std::string>();
+                out.metadata[meta_key] = meta_value.get<std::string>();
             }
             continue;
         }
         uint64_t begin = 0, end = 0;
         TensorView view = parse_tensor_entry(path, key, value, data_area_bytes, begin, end);
-        view.data = base + data_start + begin;
-        if (view.nbytes > 0) ranges.push_back({begin, end, file->tensors_.size()});
-        file->tensors_.push_back(std::move(view));
+        view.data = bytes + data_start + begin;
+        if (view.nbytes > 0) ranges.push_back({begin, end, out.tensors.size()});
+        out.tensors.push_back(std::move(view));
     }
 
     // Sorted by start, a range overlaps an earlier one iff it starts before the furthest end so far.
@@ -262,17 +246,45 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
     const ByteRange* furthest = nullptr;
     for (const ByteRange& range : ranges) {
         if (furthest != nullptr && range.begin < furthest->end) {
-            const std::string& first = file->tensors_[furthest->tensor].name;
-            const std::string& second = file->tensors_[range.tensor].name;
+            const std::string& first = out.tensors[furthest->tensor].name;
+            const std::string& second = out.tensors[range.tensor].name;
             throw Error(path, second, "byte range of tensor \"" + second + "\" overlaps tensor \"" + first + "\"");
         }
         if (furthest == nullptr || range.end > furthest->end) furthest = &range;
     }
 
     // JSON objects carry no order, so "file order" is the order of the bytes in the data area.
-    std::stable_sort(file->tensors_.begin(), file->tensors_.end(), [](const TensorView& a, const TensorView& b) {
+    std::stable_sort(out.tensors.begin(), out.tensors.end(), [](const TensorView& a, const TensorView& b) {
         return a.data != b.data ? a.data < b.data : a.nbytes < b.nbytes;
     });
+    return out;
+}
+
+std::unique_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) {
+    // The object owns the mapping from the moment it exists, so any throw below unmaps it.
+    std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
+    file->path_ = path;
+
+    FileDescriptor descriptor(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (descriptor.fd < 0) throw Error(path, "", "cannot open: " + errno_text());
+    struct stat info {};
+    if (::fstat(descriptor.fd, &info) != 0) throw Error(path, "", "cannot stat: " + errno_text());
+    if (!S_ISREG(info.st_mode)) throw Error(path, "", "not a regular file");
+    const uint64_t file_bytes = static_cast<uint64_t>(info.st_size);
+    if (file_bytes < kLengthPrefixBytes)
+        throw Error(path, "header", "file is truncated: " + std::to_string(file_bytes) +
+                                        " bytes, shorter than the 8-byte header length");
+    if (file_bytes > static_cast<uint64_t>(std::numeric_limits<size_t>::max()))
+        throw Error(path, "", "file of " + std::to_string(file_bytes) + " bytes cannot be mapped");
+
+    void* mapped = ::mmap(nullptr, file_bytes, PROT_READ, MAP_PRIVATE, descriptor.fd, 0);
+    if (mapped == MAP_FAILED) throw Error(path, "", "cannot mmap: " + errno_text());
+    file->map_ = mapped;
+    file->size_ = static_cast<size_t>(file_bytes);
+
+    SafetensorsHeader header = parse_safetensors(static_cast<const uint8_t*>(mapped), file->size_, path);
+    file->tensors_ = std::move(header.tensors);
+    file->metadata_ = std::move(header.metadata);
     for (size_t i = 0; i < file->tensors_.size(); ++i) file->index_[file->tensors_[i].name] = i;
     return file;
 }
@@ -310,12 +322,9 @@ std::string join_names(const std::vector<std::string>& names) {
 Json read_index_json(const std::string& index_path) {
     std::ifstream stream(index_path, std::ios::binary);
     if (!stream) throw Error(index_path, "", "cannot open: " + errno_text());
-    Json index;
-    try {
-        index = Json::parse(stream);
-    } catch (const Json::exception& e) {
-        throw Error(index_path, "", std::string("not valid JSON: ") + e.what());
-    }
+    std::ostringstream text;
+    text << stream.rdbuf();
+    const Json index = parse_json_text(text.str(), index_path, "", "not valid JSON");
     if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
         throw Error(index_path, "weight_map", "missing or not an object of tensor -> shard file");
     return index;
@@ -421,6 +430,43 @@ size_t Checkpoint::total_bytes() const {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Memory
+
+uint64_t available_memory_bytes() {
+    uint64_t available = 0;
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    uint64_t kib = 0;
+    std::string unit;
+    while (meminfo >> key >> kib >> unit) {
+        if (key == "MemAvailable:") {
+            available = kib * 1024;
+            break;
+        }
+    }
+    struct rlimit limit {};
+    if (::getrlimit(RLIMIT_AS, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+        const uint64_t cap = static_cast<uint64_t>(limit.rlim_cur);
+        available = available == 0 ? cap : std::min(available, cap);
+    }
+    return available;
+}
+
+void require_memory(uint64_t bytes, const std::string& file, const std::string& what) {
+    const uint64_t available = available_memory_bytes();
+    if (available != 0 && bytes > available) {
+        auto gib = [](uint64_t n) {
+            std::ostringstream out;
+            out.precision(3);
+            out << static_cast<double>(n) / (1024.0 * 1024.0 * 1024.0) << " GiB";
+            return out.str();
+        };
+        throw Error(file, what, "needs " + std::to_string(bytes) + " bytes (" + gib(bytes) + ") of memory, only " +
+                                    std::to_string(available) + " (" + gib(available) + ") available");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Writer
 
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
@@ -503,6 +549,10 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
         ::unlink(temporary_path.c_str());
         throw Error(path, "", "cannot rename " + temporary_path + " into place: " + reason);
     }
+    // The rename is durable once the folder is synced (best effort: not every file system allows it).
+    const std::string folder = fs::path(path).parent_path().string();
+    FileDescriptor directory(::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (directory.fd >= 0) ::fsync(directory.fd);
 }
 
 }  // namespace mlawb

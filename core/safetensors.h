@@ -32,6 +32,18 @@ struct TensorView {
     int64_t numel() const;
 };
 
+// The validated header of safetensors bytes held in memory: views point into those bytes.
+struct SafetensorsHeader {
+    std::vector<TensorView> tensors;               // in file order (by data offset)
+    std::map<std::string, std::string> metadata;   // "__metadata__"
+};
+
+// Validates `size` bytes of a whole safetensors file (length prefix, JSON header, data area)
+// exactly as SafetensorsFile::open does (it calls this on its mapping); `path` names the
+// bytes in errors. The fuzzer feeds arbitrary bytes through here. The returned views point
+// into `bytes`, which must outlive them.
+SafetensorsHeader parse_safetensors(const uint8_t* bytes, size_t size, const std::string& path);
+
 class SafetensorsFile {
 public:
     // Maps the file and validates the header; throws mlawb::Error naming the file and field:
@@ -84,6 +96,14 @@ private:
     std::vector<std::unique_ptr<SafetensorsFile>> files_;
     std::map<std::string, const TensorView*> by_name_;
 };
+
+// Bytes of memory the system can still hand out: MemAvailable from /proc/meminfo, lowered to
+// the address-space limit (ulimit -v) when one is set; 0 when neither can be read.
+uint64_t available_memory_bytes();
+// The resource check before materializing tensors (mapped views cost nothing; copies and dtype
+// conversions do): throws Error(file, what, "needs N bytes of memory, only M available") when
+// `bytes` exceed available_memory_bytes(). No check when that is 0 (unknown).
+void require_memory(uint64_t bytes, const std::string& file, const std::string& what);
 
 // Writes tensors as a safetensors file that SafetensorsFile::open reads back: header padded
 // with spaces to a multiple of 8 bytes, tensors in the given order, contiguous.

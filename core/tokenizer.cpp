@@ -1,11 +1,17 @@
-// Byte-level BPE from a Hugging Face tokenizer.json, reproducing tokenizers' (the Rust
-// library's) `encode(text, add_special_tokens=False)` for the pipeline GPT-2, SmolLM and
-// our fixture models use: added tokens -> ByteLevel pre-tokenizer (GPT-2 regex, bytes
-// mapped to printable characters) -> BPE merges. Everything else is refused by name.
+// BPE tokenizers from a Hugging Face tokenizer.json, reproducing tokenizers' (the Rust
+// library's) `encode(text, add_special_tokens=False)` and `decode(ids)`:
+//   added tokens split out of the raw text -> normalizer on each remaining piece -> added
+//   tokens with normalized=true split out -> pre-tokenizer -> BPE (merges by rank, optional
+//   byte fallback, unk, ignore_merges) -> ids.
+// Byte-level files (GPT-2, SmolLM, Llama-3, Qwen2) and SentencePiece-style files (Llama-2's
+// Prepend/Replace normalizer or Mistral's Metaspace, byte fallback to <0x..> tokens) both
+// go through it; the normalizer, pre-tokenizer and decoder stages live in
+// core/tokenizer_pipeline. Everything else is refused by name.
 #include "core/tokenizer.h"
 
 #include <algorithm>
 #include <array>
+#include <cstdio>
 #include <fstream>
 #include <mutex>
 #include <queue>
@@ -17,6 +23,8 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/json_io.h"
+#include "core/tokenizer_pipeline.h"
 #include "core/unicode.h"
 
 namespace mlawb {
@@ -24,9 +32,10 @@ namespace mlawb {
 namespace {
 
 using nlohmann::json;
+using tokenizer_pipeline::Where;
 
-// Vocabulary token -> the raw bytes it stands for; nullopt when a character lies outside
-// the byte alphabet (byte-level BPE can never produce such a token).
+// Vocabulary token -> the raw bytes it stands for in the GPT-2 byte alphabet; nullopt when
+// a character lies outside that alphabet.
 std::optional<std::string> token_bytes(const std::string& token) {
     std::string bytes;
     for (std::size_t pos = 0; pos < token.size();) {
@@ -37,97 +46,6 @@ std::optional<std::string> token_bytes(const std::string& token) {
         pos += c.length;
     }
     return bytes;
-}
-
-// ---- Character classes of the GPT-2 regex ----------------------------------------------
-
-enum class CharClass : uint8_t { kLetter, kNumber, kSpace, kOther };
-
-// Invalid UTF-8 bytes are kept as bytes (so they round-trip) and classed like the U+FFFD
-// that tokenizers would see after a lossy conversion: neither letter, number nor space.
-CharClass classify(const unicode::DecodedChar& c) {
-    if (!c.valid) return CharClass::kOther;
-    if (unicode::is_letter(c.code_point)) return CharClass::kLetter;
-    if (unicode::is_number(c.code_point)) return CharClass::kNumber;
-    if (unicode::is_whitespace(c.code_point)) return CharClass::kSpace;
-    return CharClass::kOther;
-}
-
-// The class of the character at text[pos] and its length in bytes.
-std::pair<CharClass, std::size_t> scan_char(std::string_view text, std::size_t pos) {
-    const unicode::DecodedChar c = unicode::decode_one(text, pos);
-    return {classify(c), c.length};
-}
-
-// Splits `text` exactly as the regex
-//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
-// does under tokenizers' ByteLevel pre-tokenizer (leftmost-first alternation, greedy
-// quantifiers with backtracking), written as a single forward scan that hands each word
-// to on_word and keeps no per-character state, so memory does not grow with the text.
-template <typename OnWord>
-void split_gpt2(std::string_view text, OnWord&& on_word) {
-    const std::size_t n = text.size();
-    // A byte equals an ASCII character only where that character is: lead bytes and
-    // invalid bytes are >= 0x80.
-    const auto byte = [&](std::size_t pos) -> unsigned char {
-        return pos < n ? static_cast<unsigned char>(text[pos]) : 0;
-    };
-    // End of the run of characters of class `cls` from pos; *last_start gets the start
-    // of the run's last character.
-    const auto run_end = [&](std::size_t pos, CharClass cls, std::size_t* last_start) {
-        while (pos < n) {
-            const auto [char_class, length] = scan_char(text, pos);
-            if (char_class != cls) break;
-            *last_start = pos;
-            pos += length;
-        }
-        return pos;
-    };
-
-    for (std::size_t pos = 0; pos < n;) {
-        std::size_t end = 0, last_start = pos;
-        if (byte(pos) == '\'') {  // the contractions, case-sensitive as in the regex
-            const unsigned char a = byte(pos + 1), b = byte(pos + 2);
-            if (a == 's' || a == 't' || a == 'm' || a == 'd') end = pos + 2;
-            else if ((a == 'r' && b == 'e') || (a == 'v' && b == 'e') || (a == 'l' && b == 'l')) end = pos + 3;
-        }
-        if (end == 0) {
-            // " ?X+" for X in letters, numbers, other: one literal U+0020 may lead the run;
-            // if the next character cannot start a run, the space falls to the \s branches.
-            const std::size_t first = (byte(pos) == ' ' && pos + 1 < n) ? pos + 1 : pos;
-            const CharClass cls = scan_char(text, first).first;
-            if (cls != CharClass::kSpace) {
-                end = run_end(first, cls, &last_start);
-            } else {
-                // \s+(?!\S): the whole run at the end of the text, or all but its last
-                // character before a non-space (which may then join the word after it,
-                // the reason GPT-2 tokens start with "Ġ"); a single space before a
-                // non-space falls through to the plain \s+ branch.
-                const std::size_t space_end = run_end(pos, CharClass::kSpace, &last_start);
-                end = (space_end < n && last_start > pos) ? last_start : space_end;
-            }
-        }
-        on_word(text.substr(pos, end - pos));
-        pos = end;
-    }
-}
-
-// The Digits pre-tokenizer: numeric characters (Rust's char::is_numeric, i.e. \p{N}) are
-// split off one by one (individual_digits) or as runs, everything else stays together.
-void split_digits(std::string_view text, bool individual, std::vector<std::string_view>& pieces) {
-    std::size_t piece_start = 0;
-    bool piece_numeric = false;
-    for (std::size_t pos = 0; pos < text.size();) {
-        const unicode::DecodedChar c = unicode::decode_one(text, pos);
-        const bool numeric = c.valid && unicode::is_number(c.code_point);
-        if (pos > piece_start && (numeric != piece_numeric || (numeric && individual))) {
-            pieces.push_back(text.substr(piece_start, pos - piece_start));
-            piece_start = pos;
-        }
-        piece_numeric = numeric;
-        pos += c.length;
-    }
-    if (piece_start < text.size()) pieces.push_back(text.substr(piece_start));
 }
 
 // ---- Added tokens -----------------------------------------------------------------------
@@ -249,16 +167,19 @@ constexpr int32_t kMaxTokenId = 1 << 28;  // keeps a corrupt id from sizing a hu
 struct Tokenizer::Impl {
     std::string path;
 
-    // Model (BPE).
-    std::unordered_map<std::string, int32_t> vocab;  // token (byte alphabet) -> id
-    std::array<int32_t, 256> byte_to_id{};           // initial symbols; -1 if missing
+    // Model (BPE). Its words are UTF-8 text split into characters, or, after a ByteLevel
+    // pre-tokenizer, raw bytes each standing for one character of the GPT-2 byte alphabet.
+    std::unordered_map<std::string, int32_t> vocab;  // token -> id
+    std::array<int32_t, 256> byte_to_id{};           // byte-level initial symbols; -1 if missing
+    std::array<int32_t, 256> fallback_id{};          // "<0xHH>" tokens (byte_fallback); -1 if missing
     struct MergeRule {
         int32_t rank;
         int32_t result;
     };
     std::unordered_map<uint64_t, MergeRule> merges;  // (left id << 32 | right id)
-    std::unordered_map<std::string, int32_t> bytes_to_id;  // only for ignore_merges
+    std::unordered_map<std::string, int32_t> bytes_to_id;  // byte-level ignore_merges lookups
     bool ignore_merges = false;
+    bool byte_fallback = false;
     std::optional<int32_t> unk_id;
     bool fuse_unk = false;
 
@@ -267,39 +188,35 @@ struct Tokenizer::Impl {
     std::unordered_map<std::string, int32_t> added_by_content;
     AddedTokenMatcher raw_matcher, normalized_matcher;
 
-    // Pre-tokenizer.
-    bool add_prefix_space = false;
-    bool use_regex = true;
-    enum class Digits { kNone, kIndividual, kContiguous } digits = Digits::kNone;
+    tokenizer_pipeline::Normalizer normalizer;
+    tokenizer_pipeline::PreTokenizer pre_tokenizer;
+    tokenizer_pipeline::Decoder decoder;
 
-    // id -> token string and id -> decoded bytes (added tokens' content as is); ids that
-    // name no token hold "" in both, so decode skips them as tokenizers does.
-    std::vector<std::string> id_token, id_bytes;
+    // id -> token string (added tokens' content); ids that name no token hold "" and
+    // decode skips them, as tokenizers does.
+    std::vector<std::string> id_token;
+    std::vector<bool> id_special;  // added tokens flagged "special"
     int32_t size = 0;
 
-    Impl() { byte_to_id.fill(-1); }
+    Impl() {
+        byte_to_id.fill(-1);
+        fallback_id.fill(-1);
+    }
 
     mutable std::shared_mutex cache_mutex;
-    mutable std::unordered_map<std::string, std::vector<int32_t>> cache;  // word bytes -> ids
+    mutable std::unordered_map<std::string, std::vector<int32_t>> cache;  // word -> ids
 
     void load(const json& root);
     void load_model(const json& model);
-    void load_pre_tokenizer(const json& pre_tokenizer);
-    void encode_plain(std::string_view text, std::vector<int32_t>& ids) const;
+    void load_post_processor(const json& processor, const Where& where) const;
+    void encode_segment(std::string_view text, bool at_start, std::vector<int32_t>& ids) const;
     void encode_word(std::string_view word, std::vector<int32_t>& ids) const;
+    void initial_symbols(std::string_view word, std::vector<int32_t>& ids) const;
     void bpe(std::string_view word, std::vector<int32_t>& ids) const;
+    std::string decode(const std::vector<int32_t>& ids, bool skip_special) const;
 
     [[noreturn]] void fail(const std::string& field, const std::string& message) const {
         throw Error(path, field, message);
-    }
-    void require_type(const json& component, const char* field, const std::string& what,
-                      std::initializer_list<const char*> supported, bool null_ok) const {
-        if (component.is_null() && null_ok) return;
-        for (const char* type : supported)
-            if (has_type(component, type)) return;
-        std::string list = null_ok ? "null" : "";
-        for (const char* type : supported) list += (list.empty() ? "" : ", ") + std::string(type);
-        fail(field, "unsupported " + what + " " + describe_type(component) + "; supported: " + list);
     }
 };
 
@@ -310,11 +227,11 @@ void Tokenizer::Impl::load(const json& root) {
     // Both would change what encode() returns (cut or padded ids); we reproduce neither.
     if (!truncation.is_null()) fail("truncation", "unsupported truncation settings; supported: null");
     if (!padding.is_null()) fail("padding", "unsupported padding settings; supported: null");
-    require_type(member_or_null(root, "normalizer"), "normalizer.type", "normalizer", {}, true);
-    load_pre_tokenizer(member_or_null(root, "pre_tokenizer"));
-    require_type(member_or_null(root, "post_processor"), "post_processor.type", "post_processor",
-                 {"ByteLevel"}, true);  // ByteLevel's post-processing only trims offsets
-    require_type(member_or_null(root, "decoder"), "decoder.type", "decoder", {"ByteLevel"}, false);
+    normalizer = tokenizer_pipeline::Normalizer::from_json(member_or_null(root, "normalizer"), Where{path, "normalizer"});
+    pre_tokenizer =
+        tokenizer_pipeline::PreTokenizer::from_json(member_or_null(root, "pre_tokenizer"), Where{path, "pre_tokenizer"});
+    load_post_processor(member_or_null(root, "post_processor"), Where{path, "post_processor"});
+    decoder = tokenizer_pipeline::Decoder::from_json(member_or_null(root, "decoder"), Where{path, "decoder"});
     if (!root.contains("model")) fail("model", "missing");
     load_model(root.at("model"));
 
@@ -337,8 +254,7 @@ void Tokenizer::Impl::load(const json& root) {
         added.push_back(token);
     }
     // AddedVocabulary matches the tokens with normalized=false on the raw text first, then
-    // those with normalized=true on the (normalized) remaining pieces; with no normalizer
-    // both passes see the same text, but the order still decides overlaps.
+    // those with normalized=true on the normalized remaining pieces.
     for (const AddedToken& token : added) (token.normalized ? normalized_matcher : raw_matcher).add(token);
 
     int32_t max_id = -1;
@@ -346,53 +262,35 @@ void Tokenizer::Impl::load(const json& root) {
     for (const AddedToken& token : added) max_id = std::max(max_id, token.id);
     size = max_id + 1;
     id_token.assign(size_t(size), std::string());
-    id_bytes.assign(size_t(size), std::string());
-    for (const auto& [token, id] : vocab) {
-        id_token[id] = token;
-        // tokenizers' ByteLevel decoder keeps a token's UTF-8 as is when a character of
-        // it lies outside the byte alphabet.
-        id_bytes[id] = token_bytes(token).value_or(token);
-    }
+    id_special.assign(size_t(size), false);
+    for (const auto& [token, id] : vocab) id_token[id] = token;
     for (const AddedToken& token : added) {  // added tokens take precedence, as in tokenizers
         id_token[token.id] = token.content;
-        id_bytes[token.id] = token.content;
+        id_special[token.id] = token.special;
     }
 }
 
-void Tokenizer::Impl::load_pre_tokenizer(const json& pre_tokenizer) {
-    const char* supported = "ByteLevel, Sequence of [ByteLevel] or [Digits, ByteLevel]";
-    json byte_level;
-    if (has_type(pre_tokenizer, "ByteLevel")) {
-        byte_level = pre_tokenizer;
-    } else if (has_type(pre_tokenizer, "Sequence")) {
-        // SmolLM-style [Digits, ByteLevel]: digits are split off before the regex runs.
-        const json& steps = member_or_null(pre_tokenizer, "pretokenizers");
-        if (!steps.is_array() || steps.empty())
-            fail("pre_tokenizer.pretokenizers", std::string("expected a non-empty array; supported: ") + supported);
-        for (std::size_t i = 0; i < steps.size(); ++i) {
-            const bool last = i + 1 == steps.size();
-            const bool ok = last ? has_type(steps[i], "ByteLevel") : has_type(steps[i], "Digits") && i == 0;
-            if (!ok)
-                fail("pre_tokenizer.pretokenizers[" + std::to_string(i) + "].type",
-                     "unsupported pre_tokenizer " + describe_type(steps[i]) +
-                         " as step " + std::to_string(i) + " of a Sequence; supported: " + supported);
-            if (!last) digits = steps[i].value("individual_digits", false) ? Digits::kIndividual : Digits::kContiguous;
-        }
-        byte_level = steps.back();
-    } else {
-        fail("pre_tokenizer.type", "unsupported pre_tokenizer " + describe_type(pre_tokenizer) +
-                                       "; supported: " + supported);
+// Post-processors only add special tokens (which encode(), like add_special_tokens=False,
+// never does) or adjust offsets; the ones real Llama-family files carry are accepted and
+// have no effect on the ids.
+void Tokenizer::Impl::load_post_processor(const json& processor, const Where& where) const {
+    if (processor.is_null() || has_type(processor, "ByteLevel") || has_type(processor, "TemplateProcessing")) return;
+    if (has_type(processor, "Sequence")) {
+        const json& items = member_or_null(processor, "processors");
+        if (!items.is_array()) where.fail("processors", "expected an array");
+        for (std::size_t i = 0; i < items.size(); ++i) load_post_processor(items[i], where.at("processors").index(i));
+        return;
     }
-    // ByteLevel's defaults in tokenizers: add_prefix_space = true, use_regex = true.
-    add_prefix_space = byte_level.value("add_prefix_space", true);
-    use_regex = byte_level.value("use_regex", true);
+    where.fail("type", "unsupported post_processor " + describe_type(processor) +
+                           "; supported: null, ByteLevel, TemplateProcessing, Sequence");
 }
 
 void Tokenizer::Impl::load_model(const json& model) {
     if (!model.is_object()) fail("model", "expected an object");
     // Files from old tokenizers versions may omit model.type; vocab + merges means BPE.
-    if (model.contains("type") || !model.contains("merges"))
-        require_type(model, "model.type", "model", {"BPE"}, false);
+    if (model.contains("type") || !model.contains("merges")) {
+        if (!has_type(model, "BPE")) fail("model.type", "unsupported model " + describe_type(model) + "; supported: BPE");
+    }
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
         const json& value = member_or_null(model, key);
         if (!value.is_null() && value != "")
@@ -402,8 +300,12 @@ void Tokenizer::Impl::load_model(const json& model) {
     const json& dropout = member_or_null(model, "dropout");
     if (!dropout.is_null() && !(dropout.is_number() && dropout.get<double>() == 0.0))
         fail("model.dropout", "unsupported BPE dropout " + dropout.dump() + "; supported: null");
-    if (model.value("byte_fallback", false))
-        fail("model.byte_fallback", "unsupported byte_fallback true; supported: false");
+    for (const char* key : {"byte_fallback", "ignore_merges", "fuse_unk"}) {
+        const json& value = member_or_null(model, key);
+        if (!value.is_null() && !value.is_boolean())
+            fail(std::string("model.") + key, "expected true or false, got " + value.dump());
+    }
+    byte_fallback = model.value("byte_fallback", false);
     ignore_merges = model.value("ignore_merges", false);
     fuse_unk = model.value("fuse_unk", false);
 
@@ -414,11 +316,12 @@ void Tokenizer::Impl::load_model(const json& model) {
         if (id < 0 || id >= kMaxTokenId)
             fail("model.vocab", "token '" + token + "' has an invalid id " + id_json.dump());
         vocab.emplace(token, int32_t(id));
-        if (ignore_merges) {
+        if (ignore_merges && pre_tokenizer.byte_level()) {
             if (auto bytes = token_bytes(token)) bytes_to_id.emplace(*bytes, int32_t(id));
         }
     }
     const json& unk = member_or_null(model, "unk_token");
+    if (!unk.is_null() && !unk.is_string()) fail("model.unk_token", "expected a string or null, got " + unk.dump());
     if (unk.is_string()) {
         const auto it = vocab.find(unk.get<std::string>());
         if (it != vocab.end()) unk_id = it->second;
@@ -428,6 +331,11 @@ void Tokenizer::Impl::load_model(const json& model) {
         unicode::append_utf8(symbol, unicode::byte_to_gpt2_char(uint8_t(b)));
         const auto it = vocab.find(symbol);
         byte_to_id[b] = it == vocab.end() ? -1 : it->second;
+        // tokenizers looks the fallback up as format!("<{:#04X}>", b), e.g. "<0x0A>".
+        char name[8];
+        std::snprintf(name, sizeof name, "<0x%02X>", b);
+        const auto fallback = vocab.find(name);
+        fallback_id[b] = fallback == vocab.end() ? -1 : fallback->second;
     }
 
     const json& merges_json = member_or_null(model, "merges");
@@ -457,6 +365,54 @@ void Tokenizer::Impl::load_model(const json& model) {
     }
 }
 
+// The word's characters as vocabulary ids, as tokenizers' BPE::merge_word builds its Word:
+// a character in the vocabulary is its id; otherwise, with byte_fallback, the <0xHH> tokens
+// of its UTF-8 bytes when all exist; otherwise unk_token (consecutive unknowns fused into
+// one with fuse_unk), or nothing when there is no unk_token. In byte-level words each byte
+// is one character of the byte alphabet; elsewhere an ill-formed byte counts as one
+// character (it can only be found through byte fallback).
+void Tokenizer::Impl::initial_symbols(std::string_view word, std::vector<int32_t>& ids) const {
+    std::optional<int32_t> pending_unk;  // tokenizers adds an unknown only when the next known character comes
+    const auto unknown = [&] {
+        if (!unk_id) return;
+        if (pending_unk && !fuse_unk) ids.push_back(*pending_unk);
+        pending_unk = unk_id;
+    };
+    const auto add_fallback = [&](std::string_view bytes) {
+        for (unsigned char b : bytes)
+            if (fallback_id[b] < 0) return false;
+        for (unsigned char b : bytes) ids.push_back(fallback_id[b]);
+        return true;
+    };
+    const auto known = [&](int32_t id) {
+        if (pending_unk) ids.push_back(*pending_unk);
+        pending_unk.reset();
+        ids.push_back(id);
+    };
+    std::string symbol;
+    for (std::size_t pos = 0; pos < word.size();) {
+        int32_t id = -1;
+        std::size_t length = 1;
+        if (pre_tokenizer.byte_level()) {
+            const unsigned char byte = static_cast<unsigned char>(word[pos]);
+            id = byte_to_id[byte];
+            if (id < 0) {
+                symbol.clear();
+                unicode::append_utf8(symbol, unicode::byte_to_gpt2_char(byte));
+            }
+        } else {
+            length = unicode::decode_one(word, pos).length;
+            symbol.assign(word.substr(pos, length));
+            const auto it = vocab.find(symbol);
+            if (it != vocab.end()) id = it->second;
+        }
+        pos += length;
+        if (id >= 0) known(id);
+        else if (!(byte_fallback && add_fallback(symbol))) unknown();
+    }
+    if (pending_unk) ids.push_back(*pending_unk);
+}
+
 // Rank-based BPE as tokenizers' Word::merge_all: a min-heap of candidate merges ordered by
 // (rank, position) over a linked list of symbols; stale heap entries are skipped. This is
 // O(n log n) per word, so a 10k-character run without spaces stays cheap.
@@ -466,17 +422,12 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& ids) cons
         int32_t prev, next;  // -1 at the ends
         bool alive;
     };
+    std::vector<int32_t> initial;
+    initial.reserve(word.size());
+    initial_symbols(word, initial);
     std::vector<Symbol> symbols;
-    symbols.reserve(word.size());
-    for (unsigned char byte : word) {
-        int32_t id = byte_to_id[byte];
-        if (id < 0) {
-            // A byte missing from the vocabulary: unk_token if set (fused with a preceding
-            // unk when fuse_unk), otherwise dropped, as tokenizers does.
-            if (!unk_id) continue;
-            if (fuse_unk && !symbols.empty() && symbols.back().id == *unk_id) continue;
-            id = *unk_id;
-        }
+    symbols.reserve(initial.size());
+    for (int32_t id : initial) {
         const int32_t index = int32_t(symbols.size());
         symbols.push_back({id, index - 1, -1, true});
         if (index > 0) symbols[index - 1].next = index;
@@ -519,8 +470,13 @@ void Tokenizer::Impl::bpe(std::string_view word, std::vector<int32_t>& ids) cons
 
 void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& ids) const {
     if (ignore_merges) {  // tokenizers: a word that is itself a token skips the merges
-        const auto it = bytes_to_id.find(std::string(word));
-        if (it != bytes_to_id.end()) {
+        if (pre_tokenizer.byte_level()) {
+            const auto it = bytes_to_id.find(std::string(word));
+            if (it != bytes_to_id.end()) {
+                ids.push_back(it->second);
+                return;
+            }
+        } else if (const auto it = vocab.find(std::string(word)); it != vocab.end()) {
             ids.push_back(it->second);
             return;
         }
@@ -545,22 +501,34 @@ void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& i
         cache.emplace(std::move(key), std::vector<int32_t>(ids.begin() + std::ptrdiff_t(first), ids.end()));
 }
 
-void Tokenizer::Impl::encode_plain(std::string_view text, std::vector<int32_t>& ids) const {
-    std::vector<std::string_view> pieces;
-    if (digits == Digits::kNone) pieces.push_back(text);
-    else split_digits(text, digits == Digits::kIndividual, pieces);
-    std::string prefixed;
-    for (std::string_view piece : pieces) {
-        if (piece.empty()) continue;
-        // ByteLevel's add_prefix_space prepends a space to every piece that lacks one.
-        if (add_prefix_space && piece.front() != ' ') {
-            prefixed = " ";
-            prefixed.append(piece);
-            piece = prefixed;
-        }
-        if (use_regex) split_gpt2(piece, [&](std::string_view word) { encode_word(word, ids); });
-        else encode_word(piece, ids);
+// One piece of the input between added tokens: normalized, split around the added tokens
+// that match normalized text, pre-tokenized, and each word through the model. `at_start`:
+// the piece begins at offset 0 of the input.
+void Tokenizer::Impl::encode_segment(std::string_view text, bool at_start, std::vector<int32_t>& ids) const {
+    const auto on_word = [&](std::string_view word) { encode_word(word, ids); };
+    std::string normalized_text;
+    std::string_view normalized = text;
+    if (!normalizer.is_identity()) {
+        normalized_text = normalizer.apply(std::string(text));
+        normalized = normalized_text;
     }
+    std::vector<Segment> pieces;
+    normalized_matcher.split(normalized, pieces);
+    for (const Segment& piece : pieces) {
+        if (piece.added_id >= 0) ids.push_back(piece.added_id);
+        else pre_tokenizer.split(piece.text, at_start && piece.text.data() == normalized.data(), on_word);
+    }
+}
+
+std::string Tokenizer::Impl::decode(const std::vector<int32_t>& ids, bool skip_special) const {
+    std::vector<std::string> tokens;
+    tokens.reserve(ids.size());
+    for (int32_t id : ids) {
+        if (id < 0 || id >= size || id_token[id].empty()) continue;
+        if (skip_special && id_special[id]) continue;
+        tokens.push_back(id_token[id]);
+    }
+    return decoder.decode(std::move(tokens));
 }
 
 Tokenizer Tokenizer::from_file(const std::string& path) {
@@ -568,12 +536,8 @@ Tokenizer Tokenizer::from_file(const std::string& path) {
     if (!in) throw Error(path, "", "cannot open the tokenizer file");
     std::ostringstream buffer;
     buffer << in.rdbuf();
-    json root;
-    try {
-        root = json::parse(buffer.str());
-    } catch (const json::exception& e) {
-        throw Error(path, "", std::string("malformed JSON: ") + e.what());
-    }
+    // Depth-capped, and every parser exception becomes an Error naming the file.
+    const json root = parse_json_text(buffer.str(), path);
     Tokenizer tokenizer;
     tokenizer.impl_->path = path;
     try {
@@ -592,42 +556,26 @@ Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
 std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
     std::vector<int32_t> ids;
     if (!impl_ || text.empty()) return ids;
-    std::vector<Segment> raw_split, segments;
-    impl_->raw_matcher.split(text, raw_split);
-    for (const Segment& segment : raw_split) {
-        if (segment.added_id >= 0) segments.push_back(segment);
-        else impl_->normalized_matcher.split(segment.text, segments);
-    }
+    std::vector<Segment> segments;
+    impl_->raw_matcher.split(text, segments);
     ids.reserve(text.size() / 3);
     for (const Segment& segment : segments) {
         if (segment.added_id >= 0) ids.push_back(segment.added_id);
-        else impl_->encode_plain(segment.text, ids);
+        else impl_->encode_segment(segment.text, segment.text.data() == text.data(), ids);
     }
     return ids;
 }
 
-// Returns raw bytes rather than tokenizers' from_utf8_lossy string, so text with invalid
-// UTF-8 round-trips and a caller may decode ids one by one and join the bytes.
 std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-    std::string text;
-    if (!impl_) return text;
-    for (int32_t id : ids)
-        if (id >= 0 && id < impl_->size) text += impl_->id_bytes[id];
-    return text;
-}
-
-bool Tokenizer::is_special(int32_t id) const {
-    if (!impl_) return false;
-    for (const AddedToken& token : impl_->added)
-        if (token.id == id) return token.special;
-    return false;
+    return impl_ ? impl_->decode(ids, false) : std::string();
 }
 
 std::string Tokenizer::decode_skip_special(const std::vector<int32_t>& ids) const {
-    std::vector<int32_t> kept;
-    for (int32_t id : ids)
-        if (!is_special(id)) kept.push_back(id);
-    return decode(kept);
+    return impl_ ? impl_->decode(ids, true) : std::string();
+}
+
+bool Tokenizer::is_special(int32_t id) const {
+    return impl_ && id >= 0 && id < impl_->size && impl_->id_special[id];
 }
 
 int32_t Tokenizer::vocab_size() const { return impl_ ? impl_->size : 0; }

@@ -1,6 +1,9 @@
-// Hugging Face tokenizer.json: byte-level BPE (GPT-2 pre-tokenizer regex, merges, added and
-// special tokens), the pipeline SmolLM and our fixture models use. Unknown pipeline
-// components are refused with an error naming the component.
+// Hugging Face tokenizer.json with a BPE model, as the Llama-family checkpoints ship it:
+// byte-level files (GPT-2, SmolLM, Llama-3, Qwen2: ByteLevel, Split with their regexes, NFC)
+// and SentencePiece-style files (Llama-2's Prepend/Replace normalizer, Mistral's Metaspace,
+// byte fallback to <0x..> tokens), added and special tokens included. The supported pipeline
+// components are listed in core/tokenizer_pipeline.h; any other component is refused with an
+// Error naming the file and the component path.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +26,9 @@ public:
     // Text -> ids, exactly as tokenizers' `encode(text, add_special_tokens=False)`
     // for the pipelines we support (added tokens inside the text are matched first).
     std::vector<int32_t> encode(const std::string& text) const;
-    // Ids -> text (byte-level decoder); special tokens are kept in the text.
+    // Ids -> text through the file's decoder, as tokenizers' `decode(ids)`; special tokens are
+    // kept in the text, ids naming no token skipped. Ill-formed UTF-8 that tokenizers would
+    // replace by U+FFFD is returned as the raw bytes (see tokenizer_pipeline::Decoder).
     std::string decode(const std::vector<int32_t>& ids) const;
     // Decode without special added tokens (tokenizers' skip_special_tokens=True).
     std::string decode_skip_special(const std::vector<int32_t>& ids) const;

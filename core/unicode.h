@@ -1,7 +1,7 @@
 // The little Unicode the tokenizer needs, without an external library: UTF-8 decoding and
-// encoding, and the character classes of the GPT-2 pre-tokenizer regex (\p{L}, \p{N}, \s).
-// The classes come from compact sorted range tables generated from Python's unicodedata
-// by scripts/gen_unicode_tables.py (see unicode_version()).
+// encoding, the character classes of the pre-tokenizer regexes (\p{L}, \p{N}, \s) and NFC
+// normalization (Qwen2's normalizer). The data come from compact sorted tables generated
+// from Python's unicodedata by scripts/gen_unicode_tables.py (see unicode_version()).
 #pragma once
 
 #include <cstddef>
@@ -57,6 +57,16 @@ bool is_whitespace(char32_t cp);
 char32_t byte_to_gpt2_char(uint8_t byte);
 // The byte a character of that alphabet stands for; -1 for characters outside it.
 int gpt2_char_to_byte(char32_t cp);
+
+// Canonical_Combining_Class (0 for starters and for code points outside Unicode).
+uint8_t combining_class(char32_t cp);
+
+// Normalization Form C (Unicode Standard Annex #15): canonical decomposition, canonical
+// ordering of combining marks, then canonical composition (composition exclusions honoured,
+// Hangul syllables composed algorithmically). Ill-formed UTF-8 bytes are kept as they are and
+// act as starters that never compose, so text with invalid bytes still round-trips around
+// them. Text whose code points are all below U+0300 is returned unchanged without work.
+std::string nfc(std::string_view text);
 
 // The Unicode version the tables were generated from, e.g. "14.0.0".
 const char* unicode_version();

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -52,14 +53,21 @@ LongBenchRecord parse_longbench_record(const std::string& text, const std::strin
     r.answers = string_list(j["answers"], where, "answers", false);
     if (j.contains("all_classes")) r.all_classes = string_list(j["all_classes"], where, "all_classes", true);
     if (j.contains("length") && !j["length"].is_null()) {
-        if (!j["length"].is_number_integer()) throw Error(where, "length", "expected an integer");
-        r.length = j["length"].get<int64_t>();
+        // An unsigned value past int64 would wrap to a negative word count.
+        const json& length = j["length"];
+        const bool fits = length.is_number_integer() &&
+                          !(length.is_number_unsigned() &&
+                            length.get<uint64_t>() > uint64_t(std::numeric_limits<int64_t>::max()));
+        if (!fits)
+            throw Error(where, "length", "expected an integer");
+        r.length = length.get<int64_t>();
     }
     return r;
 }
 
 LongBenchTaskSet LongBenchTaskSet::open(const std::string& folder) {
-    if (!fs::is_directory(folder)) throw Error(folder, "", "not a task folder (no such directory)");
+    std::error_code error;
+    if (!fs::is_directory(folder, error)) throw Error(folder, "", "not a task folder (no such directory)");
     LongBenchTaskSet t;
     t.folder_ = folder;
     for (const auto& [file, target] : {std::pair<const char*, int>{"dataset2prompt.json", 0}, {"dataset2maxlen.json", 1}}) {
@@ -77,7 +85,7 @@ LongBenchTaskSet LongBenchTaskSet::open(const std::string& folder) {
         }
     }
     const std::string metric_path = folder + "/dataset2metric.json";
-    if (fs::exists(metric_path)) {
+    if (fs::exists(metric_path, error)) {
         json j = read_json_file(metric_path);
         if (!j.is_object()) throw Error(metric_path, "", "expected an object {dataset: metric}");
         for (const auto& [name, v] : j.items()) {
@@ -85,8 +93,10 @@ LongBenchTaskSet LongBenchTaskSet::open(const std::string& folder) {
             t.metrics_[name] = v.get<std::string>();
         }
     }
-    for (const auto& entry : fs::directory_iterator(folder))
-        if (entry.path().extension() == ".jsonl") t.datasets_.push_back(entry.path().stem().string());
+    // error_code forms: an unreadable folder is an Error naming it, not a filesystem_error.
+    for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error))
+        if (it->path().extension() == ".jsonl") t.datasets_.push_back(it->path().stem().string());
+    if (error) throw Error(folder, "", "cannot list the task folder: " + error.message());
     std::sort(t.datasets_.begin(), t.datasets_.end());
     if (t.datasets_.empty()) throw Error(folder, "", "no <dataset>.jsonl files");
     return t;

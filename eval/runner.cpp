@@ -1,5 +1,8 @@
 #include "eval/runner.h"
 
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 #include "core/generate.h"
 #include "core/llama_model.h"
@@ -73,6 +76,16 @@ std::map<std::string, double> aggregate_scores(const std::string& dataset, const
         tokens.push_back(s.prompt_tokens);
     }
     return dataset_and_bucket_scores(dataset, scores, tokens, edges);
+}
+
+std::string longbench_run_options_json(int64_t limit, int64_t max_prompt, const std::vector<int64_t>& bucket_edges,
+                                       const std::string& tasks_folder, const std::string& dtype) {
+    nlohmann::json options = {{"limit", limit},
+                              {"max_prompt", max_prompt},
+                              {"buckets", bucket_edges},
+                              {"tasks", std::filesystem::absolute(tasks_folder).lexically_normal().string()}};
+    if (dtype != "f32") options["dtype"] = dtype;
+    return options.dump();
 }
 
 }  // namespace mlawb

@@ -47,6 +47,13 @@ std::vector<SampleResult> evaluate_dataset(LoadedModel& model, const LongBenchTa
 // Scores in percent (two decimals, LongBench's rounding): {"<dataset>": s} plus
 // {"<dataset>@<lo>-<hi>": s} per non-empty bucket of prompt tokens with the given edges (a
 // sample with prompt_tokens p lands in [lo, hi)); see eval/metrics.h.
+// The options a LongBench run is keyed by (canonical JSON text; nlohmann sorts the keys), shared
+// by `mlawb eval`, `mlawb sweep` and the GUI so each resumes the others' runs. The tasks folder is
+// made absolute and normal ("a/../b" = "b"); dtype (f32 | bf16 | f16) enters only when not f32,
+// since 16-bit weights change results, while f32 keys stay what they were before dtypes existed.
+std::string longbench_run_options_json(int64_t limit, int64_t max_prompt, const std::vector<int64_t>& bucket_edges,
+                                       const std::string& tasks_folder, const std::string& dtype = "f32");
+
 std::map<std::string, double> aggregate_scores(const std::string& dataset, const std::vector<SampleResult>& samples,
                                                const std::vector<int64_t>& bucket_edges);
 

@@ -364,6 +364,34 @@ void ResultsStore::record_memory(int64_t run_id, const MemoryRow& memory) {
     transaction.commit();
 }
 
+void ResultsStore::record_training_steps(int64_t run_id, const std::vector<TrainingStepRow>& steps) {
+    const std::string where = "training_steps: upsert";
+    Transaction transaction(db_, path_, where);
+    require_run(db_, path_, where, run_id);
+    Statement upsert(db_, path_, where,
+                     "INSERT INTO training_steps (run_id, step, loss, lr, grad_norm, tokens_per_s, heldout_ppl) "
+                     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+                     "ON CONFLICT (run_id, step) DO UPDATE SET loss = excluded.loss, lr = excluded.lr, "
+                     "grad_norm = excluded.grad_norm, tokens_per_s = excluded.tokens_per_s, heldout_ppl = excluded.heldout_ppl");
+    for (const TrainingStepRow& s : steps) {
+        const std::string at = "step " + std::to_string(s.step) + " of run " + std::to_string(run_id);
+        if (s.step < 1) throw Error(path_, where, at + ": steps count from 1");
+        for (const auto& [name, value] : {std::pair<const char*, double>{"loss", s.loss}, {"lr", s.lr},
+                                          {"grad_norm", s.grad_norm}, {"tokens_per_s", s.tokens_per_s}})
+            if (!std::isfinite(value)) throw Error(path_, where, at + ": " + name + " is not a finite number");
+        if (s.lr < 0) throw Error(path_, where, at + ": lr is negative");
+        if (s.heldout_ppl && !(std::isfinite(*s.heldout_ppl) && *s.heldout_ppl > 0))
+            throw Error(path_, where, at + ": heldout_ppl is not a positive finite number");
+        upsert.reset();
+        upsert.bind(1, run_id).bind(2, s.step).bind(3, s.loss).bind(4, s.lr).bind(5, s.grad_norm).bind(6, s.tokens_per_s);
+        if (s.heldout_ppl) upsert.bind(7, *s.heldout_ppl);
+        else upsert.bind_null(7);
+        upsert.run();
+    }
+    upsert.reset();
+    transaction.commit();
+}
+
 void ResultsStore::finish_run(int64_t run_id, RunStatus status, const std::string& error) {
     const std::string where = "runs: finish";
     if (status == RunStatus::Running) throw Error(path_, where, "a run ends as finished, failed or cancelled, not running");

@@ -1,7 +1,7 @@
 // The results store: every evaluation number in one SQLite file, resumable and comparable,
 // readable by the sqlite3 CLI. Default file: results.db in the current folder (--db FILE).
 //
-// Schema (version 2, in PRAGMA user_version; migrations in eval/store_schema.cpp):
+// Schema (version 3, in PRAGMA user_version; migrations in eval/store_schema.cpp):
 //
 //   models    id INTEGER PRIMARY KEY, path TEXT, content_hash TEXT UNIQUE, config_json TEXT
 //             One row per checkpoint content; `path` is where it was seen last.
@@ -36,6 +36,12 @@
 //             16 bits), bytes_real REAL (KV bytes per token, all layers, with the per-group scale
 //             and zero point; = bytes_formula at 16 bits). bytes_formula is the nominal figure
 //             papers quote (elements x bits / 8).
+//   training_steps [v3] run_id -> runs (a run of task "finetune"), step INTEGER (updates done,
+//             1-based), loss REAL (mean token cross-entropy of the update, nats), lr REAL (the
+//             update's learning rate), grad_norm REAL (gradient 2-norm before clipping),
+//             tokens_per_s REAL (scored tokens / the update's wall time), heldout_ppl REAL (NULL
+//             unless held-out perplexity was measured after this update), UNIQUE(run_id, step).
+//             A resumed run logs the steps after its checkpoint again: the rows are replaced.
 //
 // Journal mode WAL, foreign keys on, busy timeout 10 s (two processes writing one file both
 // succeed), synchronous=NORMAL (a killed process loses at most its open transaction; only a
@@ -89,7 +95,7 @@ struct sqlite3;
 namespace mlawb {
 
 inline constexpr const char* kDefaultResultsDb = "results.db";  // in the current folder
-inline constexpr int kResultsSchemaVersion = 2;
+inline constexpr int kResultsSchemaVersion = 3;
 
 enum class RunStatus { Running, Finished, Failed, Cancelled };
 const char* run_status_name(RunStatus status);  // "running", "finished", "failed", "cancelled"
@@ -131,6 +137,16 @@ struct MetricRow {
     std::string name;
     std::string bucket;  // "" = overall
     double value = 0;
+};
+
+// One optimizer update of a fine-tuning run (table training_steps).
+struct TrainingStepRow {
+    int64_t step = 0;          // updates done after this one (1-based)
+    double loss = 0;           // nats per token
+    double lr = 0;
+    double grad_norm = 0;      // before clipping
+    double tokens_per_s = 0;
+    std::optional<double> heldout_ppl;  // measured after this update, when it was
 };
 
 struct MemoryRow {
@@ -208,6 +224,9 @@ public:
     int64_t record_samples(int64_t run_id, const std::vector<SampleRow>& samples);
     void record_metrics(int64_t run_id, const std::vector<MetricRow>& metrics);  // replaces equal name+bucket
     void record_memory(int64_t run_id, const MemoryRow& memory);                 // replaces the run's row
+    // Per-step log of a fine-tuning run, one transaction; replaces rows of the same step. Refuses
+    // steps < 1, non-finite loss/lr/grad_norm/tokens_per_s/heldout_ppl and negative lr.
+    void record_training_steps(int64_t run_id, const std::vector<TrainingStepRow>& steps);
     // status: finished, failed or cancelled (not running); sets finished_at.
     void finish_run(int64_t run_id, RunStatus status, const std::string& error = "");
 
@@ -215,6 +234,7 @@ public:
     std::vector<RunSummary> list_runs() const;  // by id
     RunDetail run(int64_t run_id) const;        // throws naming the id when absent
     std::vector<SampleRow> samples(int64_t run_id) const;  // in recording order
+    std::vector<TrainingStepRow> training_steps(int64_t run_id) const;  // by step
     std::set<std::string> recorded_sample_ids(int64_t run_id) const;
     RunComparison compare(int64_t run_a, int64_t run_b) const;
     // CSV, one row per run x metric x bucket (a run without metrics: one row, metric empty):

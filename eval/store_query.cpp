@@ -126,6 +126,20 @@ std::vector<SampleRow> ResultsStore::samples(int64_t run_id) const {
     return rows;
 }
 
+std::vector<TrainingStepRow> ResultsStore::training_steps(int64_t run_id) const {
+    Statement s(db_, path_, "training_steps: read",
+                "SELECT step, loss, lr, grad_norm, tokens_per_s, heldout_ppl FROM training_steps WHERE run_id = ?1 "
+                "ORDER BY step");
+    s.bind(1, run_id);
+    std::vector<TrainingStepRow> rows;
+    while (s.step()) {
+        TrainingStepRow r{s.integer(0), s.real(1), s.real(2), s.real(3), s.real(4), std::nullopt};
+        if (!s.is_null(5)) r.heldout_ppl = s.real(5);
+        rows.push_back(r);
+    }
+    return rows;
+}
+
 std::set<std::string> ResultsStore::recorded_sample_ids(int64_t run_id) const {
     Statement s(db_, path_, "samples: read", "SELECT sample_id FROM samples WHERE run_id = ?1");
     s.bind(1, run_id);

@@ -87,12 +87,28 @@ ALTER TABLE memory ADD COLUMN bytes_real REAL;
 UPDATE memory SET bytes_real = bytes_formula;
 )sql";
 
+// Version 3. The per-step log of fine-tuning runs (task "finetune"): what the loss-curve plots
+// read. One row per update; a resumed run rewrites the steps after its checkpoint.
+const char* const kSchemaV3 = R"sql(
+CREATE TABLE training_steps (
+    run_id       INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    step         INTEGER NOT NULL CHECK (step >= 1),
+    loss         REAL NOT NULL,
+    lr           REAL NOT NULL CHECK (lr >= 0),
+    grad_norm    REAL NOT NULL CHECK (grad_norm >= 0),
+    tokens_per_s REAL NOT NULL CHECK (tokens_per_s >= 0),
+    heldout_ppl  REAL CHECK (heldout_ppl IS NULL OR heldout_ppl > 0),
+    UNIQUE (run_id, step)
+);
+)sql";
+
 }  // namespace
 
 const std::vector<Migration>& schema_migrations() {
     static const std::vector<Migration> migrations = {
         {1, "models, settings, runs, samples, metrics, memory", kSchemaV1},
         {2, "memory: kv_bits, kv_group, kv_residual, bytes_real", kSchemaV2},
+        {3, "training_steps", kSchemaV3},
     };
     return migrations;
 }

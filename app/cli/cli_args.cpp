@@ -1,6 +1,7 @@
 #include "app/cli/cli_args.h"
 
 #include "core/error.h"
+#include "core/llama_model.h"
 
 #include <cerrno>
 #include <cstdlib>
@@ -58,6 +59,40 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const OptionSpec& sp
         }
     }
     return out;
+}
+
+OptionSpec with_device_options(OptionSpec spec) {
+    spec.valued.insert("--device");
+    spec.valued.insert("--dtype");
+    return spec;
+}
+
+namespace {
+Placement placement_of(const ParsedArgs& args) { return parse_placement(args.value("--device", "cpu"), args.value("--dtype", "f32")); }
+}  // namespace
+
+std::string device_option_text(const ParsedArgs& args) { return placement_of(args).to_string(); }
+
+void apply_device_option(LoadedModel& model, const ParsedArgs& args) {
+    const Placement where = placement_of(args);
+    if (where.device != model.model->device() || where.dtype != model.model->dtype()) model.model->place(where);
+}
+
+void on_device_in_f32(LoadedModel& model, const ParsedArgs& args, const std::function<void()>& work) {
+    Placement where = placement_of(args);
+    if (where.device.is_cpu()) {
+        work();
+        return;
+    }
+    where.dtype = torch::kFloat32;
+    model.model->place(where);
+    try {
+        work();
+    } catch (...) {
+        model.model->place(Placement{});
+        throw;
+    }
+    model.model->place(Placement{});
 }
 
 }  // namespace mlawb::cli

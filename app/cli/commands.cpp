@@ -38,7 +38,8 @@ namespace {
 std::vector<Command> all_commands() {
     std::vector<Command> commands;
     for (auto group : {model_commands, setting_commands, scores_commands, spectrum_commands, convert_commands,
-                        score_commands, runs_commands, eval_commands})
+                        score_commands, runs_commands, eval_commands, sweep_commands, recommend_commands,
+                        finetune_commands})
         for (auto& c : group()) commands.push_back(std::move(c));
     return commands;
 }

@@ -37,6 +37,9 @@ std::vector<Command> convert_commands();   // commands_convert.cpp: convert
 std::vector<Command> score_commands();     // commands_score.cpp: score
 std::vector<Command> runs_commands();      // commands_runs.cpp: runs, compare, export
 std::vector<Command> eval_commands();      // commands_eval.cpp: eval
+std::vector<Command> sweep_commands();     // commands_sweep.cpp: sweep, merge
+std::vector<Command> recommend_commands(); // commands_recommend.cpp: recommend
+std::vector<Command> finetune_commands();  // commands_finetune.cpp: finetune
 
 // Runs `mlawb ARGS...` (args without the program name); returns the exit status.
 int run_cli(const std::vector<std::string>& args, std::ostream& out, std::ostream& err);

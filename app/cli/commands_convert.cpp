@@ -44,7 +44,11 @@ std::optional<ResolvedSetting> apply_mla_option(LoadedModel& m, const ParsedArgs
     if (m.config.mla.present)
         throw Error(m.folder + "/config.json", "mla",
                     "this model is already converted to MLA (" + m.config.mla.spec + "); drop --mla or start from the original");
-    auto calibrate = [&](const std::string& calib_file) { return calibrate_with_progress(m, calib_file, spec.variant, io); };
+    auto calibrate = [&](const std::string& calib_file) {
+        RopeScores scores;  // forward passes on --device (float32); conversion below on the CPU
+        on_device_in_f32(m, args, [&] { scores = calibrate_with_progress(m, calib_file, spec.variant, io); });
+        return scores;
+    };
     ResolvedSetting setting = resolve_setting(spec, m.config, calibrate);
     if (!setting.spec.is_original()) convert_to_mla(*m.model, setting.spec, setting.kept);
     // kv_bits / kv_group / residual: every cache the model makes from now on (after calibration).
@@ -87,9 +91,9 @@ int cmd_convert(const ParsedArgs& a, Io& io) {
 
 std::vector<Command> convert_commands() {
     return {
-        {"convert", "mlawb convert MODEL --mla SPEC --out DIR [--json]",
+        {"convert", "mlawb convert MODEL --mla SPEC --out DIR [--json] [--device D]",
          "convert to MLA (partial RoPE + joint/split SVD) and export a folder that mlawb loads as an MLA model",
-         {{"--mla", "--out", "--threads"}, {"--json", "--help"}}, cmd_convert},
+         with_device_options({{"--mla", "--out", "--threads"}, {"--json", "--help"}}), cmd_convert},
     };
 }
 

@@ -100,7 +100,7 @@ RunRequest base_request(const EvalContext& ctx, const std::string& task, const s
     req.options_json = options.dump();
     req.git_revision = MLAWB_GIT_REVISION;
     req.host = host_name();
-    req.device = "cpu";
+    req.device = ctx.model.model->device().str() + " " + dtype_name(ctx.model.model->dtype());
     req.threads = at::get_num_threads();
     return req;
 }
@@ -212,6 +212,7 @@ int cmd_eval(const ParsedArgs& a, Io& io) {
     if (!a.has("--tasks")) {
         LoadedModel m = load_model(a.positional[0]);
         std::optional<ResolvedSetting> setting = apply_mla_option(m, a, io);
+        apply_device_option(m, a);
         const bool original = !setting || setting->spec.is_original();
         const std::string data_folder = fs::path(a.has("--mc") ? a.value("--mc") : a.value("--perplexity")).parent_path().string();
         const std::string db_path = a.has("--db") ? a.value("--db") : default_db(data_folder.empty() ? "." : data_folder, io);
@@ -253,6 +254,7 @@ int cmd_eval(const ParsedArgs& a, Io& io) {
 
     LoadedModel m = load_model(a.positional[0]);
     std::optional<ResolvedSetting> setting = apply_mla_option(m, a, io);
+    apply_device_option(m, a);
     const MlaSpec spec = setting ? setting->spec : MlaSpec::parse("strategy=full");
     const std::string db_path = a.has("--db") ? a.value("--db") : default_db(tasks.folder(), io);
     ResultsStore store = ResultsStore::open(db_path);
@@ -281,11 +283,11 @@ int cmd_eval(const ParsedArgs& a, Io& io) {
         req.setting_id = setting_id;
         req.task = "longbench";
         req.dataset = name;
-        req.options_json = json{{"limit", limit}, {"max_prompt", max_prompt}, {"buckets", edges},
-                                {"tasks", fs::absolute(tasks.folder()).string()}}.dump();
+        req.options_json =
+            longbench_run_options_json(limit, max_prompt, edges, tasks.folder(), dtype_name(m.model->dtype()));
         req.git_revision = MLAWB_GIT_REVISION;
         req.host = host_name();
-        req.device = "cpu";
+        req.device = m.model->device().str() + " " + dtype_name(m.model->dtype());
         req.threads = at::get_num_threads();
         req.malformed_lines = static_cast<int64_t>(data.malformed.size());
         RunHandle run = store.begin_or_resume_run(req);
@@ -374,12 +376,12 @@ std::vector<Command> eval_commands() {
     return {
         {"eval",
          "mlawb eval MODEL (--tasks DIR [--datasets a,b] [--max-prompt N] [--buckets 0,512,1024,2048] | --perplexity FILE "
-         "[--window N] | --mc FILE.jsonl) [--mla SPEC] [--limit N] [--db FILE] [--strict] [--json] [--threads N]",
+         "[--window N] | --mc FILE.jsonl) [--mla SPEC] [--limit N] [--db FILE] [--strict] [--json] [--threads N] [--device D] [--dtype T]",
          "LongBench-style evaluation with greedy decoding; every sample recorded in SQLite; Ctrl-C stops and the same "
          "command resumes",
-         {{"--tasks", "--datasets", "--mla", "--limit", "--max-prompt", "--db", "--buckets", "--threads", "--perplexity",
-           "--window", "--mc"},
-          {"--strict", "--json", "--help"}},
+         with_device_options({{"--tasks", "--datasets", "--mla", "--limit", "--max-prompt", "--db", "--buckets", "--threads",
+                               "--perplexity", "--window", "--mc"},
+                              {"--strict", "--json", "--help"}}),
          cmd_eval},
     };
 }

@@ -110,8 +110,17 @@ int cmd_info(const ParsedArgs& a, Io& io) {
     } else {
         s = ModelSummary::from_folder(target);
     }
-    if (a.flag("--json")) io.out << summary_json(s).dump(2) << "\n";
-    else print_summary(io.out, s);
+    // The engine's cache at --device/--dtype (checked here: a bad value fails before any work).
+    const Placement where = parse_placement(a.value("--device", "cpu"), a.value("--dtype", "f32"));
+    const int64_t engine_kv = s.kv_bytes_per_token(static_cast<int>(c10::elementSize(where.dtype)));
+    if (a.flag("--json")) {
+        json j = summary_json(s);
+        j["engine"] = {{"device", where.device.str()}, {"dtype", dtype_name(where.dtype)}, {"kv_bytes_per_token", engine_kv}};
+        io.out << j.dump(2) << "\n";
+    } else {
+        print_summary(io.out, s);
+        io.out << "engine       " << where.to_string() << ": KV cache " << engine_kv << " B/token (all layers)\n";
+    }
     return 0;
 }
 
@@ -127,7 +136,7 @@ int cmd_tokenize(const ParsedArgs& a, Io& io) {
     if (a.flag("--json")) {
         json tokens = json::array();
         for (int32_t id : ids) tokens.push_back(tok.id_to_token(id));
-        io.out << json{{"ids", ids}, {"tokens", tokens}}.dump() << "\n";
+        io.out << json{{"ids", ids}, {"tokens", tokens}}.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     } else {
         for (size_t i = 0; i < ids.size(); ++i) io.out << (i ? " " : "") << ids[i];
         io.out << "\n";
@@ -142,6 +151,7 @@ int cmd_generate(const ParsedArgs& a, Io& io) {
     if (!a.has("--prompt")) throw Error("", "--prompt", "required");
     LoadedModel m = load_model(a.positional[0]);
     std::optional<ResolvedSetting> setting = apply_mla_option(m, a, io);
+    apply_device_option(m, a);
     GenerateOptions options;
     options.max_new_tokens = a.integer("--max-new", 64, 1, 1 << 20);
     std::vector<int64_t> prompt = widen(m.tokenizer.encode(a.value("--prompt")));
@@ -158,7 +168,9 @@ int cmd_generate(const ParsedArgs& a, Io& io) {
                        {"decode_tokens_per_second", decode_tps},
                        {"kv_cache_bytes", r.cache_bytes},
                        {"mla", setting ? setting->spec.to_string() : (m.config.mla.present ? m.config.mla.spec : "")}}
-                      .dump()
+                      // Output cut after N tokens (or from an untrained model) can hold
+                      // ill-formed UTF-8: written as U+FFFD, as tokenizers' lossy decode would.
+                      .dump(-1, ' ', false, json::error_handler_t::replace)
                << "\n";
     } else {
         io.out << text << "\n";
@@ -175,6 +187,7 @@ int cmd_perplexity(const ParsedArgs& a, Io& io) {
     const std::string text = read_text_file(text_path);
     LoadedModel m = load_model(a.positional[0]);
     std::optional<ResolvedSetting> setting = apply_mla_option(m, a, io);
+    apply_device_option(m, a);
     std::vector<int64_t> ids = widen(m.tokenizer.encode(text));
     PerplexityOptions options;
     options.window = a.integer("--window", 2048, 2, 1 << 20);
@@ -210,17 +223,20 @@ int cmd_perplexity(const ParsedArgs& a, Io& io) {
 
 std::vector<Command> model_commands() {
     return {
-        {"info", "mlawb info MODEL [--json] [--config-only]",
+        {"info", "mlawb info MODEL [--json] [--config-only] [--device D] [--dtype T]",
          "architecture, parameters, heads, RoPE settings and KV-cache bytes per token (MODEL: folder, or config.json with --config-only)",
-         {{}, {"--json", "--config-only", "--help"}}, cmd_info},
+         with_device_options({{}, {"--json", "--config-only", "--help"}}), cmd_info},
         {"tokenize", "mlawb tokenize MODEL TEXT [--json]", "token ids of TEXT under the model's tokenizer.json",
          {{}, {"--json", "--help"}}, cmd_tokenize},
-        {"generate", "mlawb generate MODEL --prompt TEXT [--max-new N] [--mla SPEC] [--json] [--threads N]",
-         "greedy continuation with the KV cache, stopping at eos", {{"--prompt", "--max-new", "--threads", "--mla"}, {"--json", "--help"}},
+        {"generate", "mlawb generate MODEL --prompt TEXT [--max-new N] [--mla SPEC] [--json] [--threads N] [--device D] [--dtype T]",
+         "greedy continuation with the KV cache, stopping at eos",
+         with_device_options({{"--prompt", "--max-new", "--threads", "--mla"}, {"--json", "--help"}}),
          cmd_generate},
-        {"perplexity", "mlawb perplexity MODEL --text FILE [--window 2048] [--max-windows N] [--mla SPEC] [--json] [--threads N]",
+        {"perplexity", "mlawb perplexity MODEL --text FILE [--window 2048] [--max-windows N] [--mla SPEC] [--json] [--threads N] "
+         "[--device D] [--dtype T]",
          "perplexity over non-overlapping windows (first token of each window not scored)",
-         {{"--text", "--window", "--max-windows", "--threads", "--mla"}, {"--json", "--help"}}, cmd_perplexity},
+         with_device_options({{"--text", "--window", "--max-windows", "--threads", "--mla"}, {"--json", "--help"}}),
+         cmd_perplexity},
     };
 }
 

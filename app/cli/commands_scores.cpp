@@ -97,6 +97,7 @@ int cmd_rope_scores(const ParsedArgs& a, Io& io) {
     }
 
     LoadedModel m = load_model(a.positional[0]);
+    apply_device_option(m, a);
     ProgressLine progress(io.err, "calibration");
     // Windows before the last are whole, so done x seq_len counts the tokens run (the final
     // one may be shorter; the summary line below gives the exact count).
@@ -129,7 +130,7 @@ std::vector<Command> scores_commands() {
          "tokens of FILE; plain: top 4 pairs per KV head; --out/--json: {scores [L][n_kv][d/2], q_norms "
          "[L][n_h][d/2], k_norms [L][n_kv][d/2], variant, calibration}; --csv rows: layer,kv_head,pair,score,"
          "k_norm,q_norm_0..q_norm_{G-1} (query head kv_head*G+i, G = n_head/n_kv_head)",
-         {{"--calib", "--windows", "--seq-len", "--variant", "--out", "--threads"}, {"--json", "--csv", "--help"}},
+         with_device_options({{"--calib", "--windows", "--seq-len", "--variant", "--out", "--threads"}, {"--json", "--csv", "--help"}}),
          cmd_rope_scores},
     };
 }

@@ -47,12 +47,6 @@ int64_t peakRssBytes() {
 
 }  // namespace
 
-std::string longbench_options_json(int64_t limit, int64_t max_prompt, const std::vector<int64_t>& buckets,
-                                   const std::string& tasks_folder) {
-    return json{{"limit", limit}, {"max_prompt", max_prompt}, {"buckets", buckets},
-                {"tasks", fs::absolute(tasks_folder).string()}}
-        .dump();
-}
 
 EvalOutcome run_longbench_evaluation(const EvalRequest& request,
                                      const std::function<void(const EvalProgress&)>& report,
@@ -118,7 +112,7 @@ EvalOutcome run_longbench_evaluation(const EvalRequest& request,
     const std::string spec_text = model.config.mla.present ? model.config.mla.spec : spec.to_string();
     const int64_t setting_id = store.upsert_setting(spec_text, kept_json);
     const MemoryEstimate memory = estimate_memory(model.config, spec, model.config.max_position, 1);
-    const std::string options = longbench_options_json(request.limit, request.max_prompt, request.buckets, tasks.folder());
+    const std::string options = longbench_run_options_json(request.limit, request.max_prompt, request.buckets, tasks.folder());
 
     EvalOutcome outcome;
     outcome.db_path = request.db_path;

@@ -64,8 +64,5 @@ EvalOutcome run_longbench_evaluation(const EvalRequest& request,
                                      const std::function<void(const EvalProgress&)>& report,
                                      const std::function<bool()>& cancelled);
 
-// The options a run is keyed by, as `mlawb eval` writes them (canonical JSON object).
-std::string longbench_options_json(int64_t limit, int64_t max_prompt, const std::vector<int64_t>& buckets,
-                                   const std::string& tasks_folder);
 
 }  // namespace mlawb::gui

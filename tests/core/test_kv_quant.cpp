@@ -108,6 +108,10 @@ void TestKvQuant::residualWindowRule() {
             // The window is held as given; older tokens only to within the quantization error.
             if (w > 0) QVERIFY(torch::equal(held.narrow(2, n - w, w), all.narrow(2, n - w, w)));
             QVERIFY(torch::allclose(held, all.narrow(2, 0, n), 0, 0.5));
+            // Any token range, across the store / window boundary too, equals that slice of the view.
+            for (int64_t start = 0; start < n; start += 3)
+                for (int64_t count : {int64_t(1), int64_t(4), n - start})
+                    if (start + count <= n) QVERIFY(torch::equal(seq.range(start, count), held.narrow(2, start, count)));
             QCOMPARE(seq.bytes(), seq.quantized_tokens() * 2 * (packed_row_bytes(24, 4) + 4 * groups_per_row(24, 8)) +
                                       w * 2 * 24 * 4);
         }

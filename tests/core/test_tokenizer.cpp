@@ -1,6 +1,9 @@
-// tokenizer.json byte-level BPE: exact ids against the Hugging Face reference encodings,
-// round trips (held-out text, invalid UTF-8, long runs), added-token rules, the refusals
-// that name the component at fault, thread safety, and the Unicode helpers beneath.
+// tokenizer.json BPE: exact ids against the Hugging Face reference encodings, round trips
+// (held-out text, invalid UTF-8, long runs), added-token rules, the pipeline components one by
+// one (normalizers, pre-tokenizers with the hand-coded split regexes, decoders, BPE model
+// options), the refusals that name the component at fault, thread safety, and the Unicode
+// helpers beneath (UTF-8, character classes, NFC). The architecture families' tokenizers are
+// checked end to end against tokenizers in test_arch.
 #include <QElapsedTimer>
 #include <QTemporaryDir>
 
@@ -14,6 +17,8 @@
 
 #include "core/error.h"
 #include "core/tokenizer.h"
+#include "core/tokenizer_pipeline.h"
+#include "core/tokenizer_regex.h"
 #include "core/unicode.h"
 #include "test_support.h"
 
@@ -89,6 +94,18 @@ private Q_SLOTS:
     void backwardDecodingAndByteAlphabet();
     void characterClasses_data();
     void characterClasses();
+    void normalizers_data();
+    void normalizers();
+    void splitRegexes_data();
+    void splitRegexes();
+    void preTokenizers_data();
+    void preTokenizers();
+    void decoders_data();
+    void decoders();
+    void bpeModelOptions_data();
+    void bpeModelOptions();
+    void nfc_data();
+    void nfc();
 
 private:
     // Writes `tokenizer` into the temporary folder and loads it.
@@ -274,26 +291,53 @@ void TestTokenizer::refusals_data() {
     QTest::addColumn<QString>("pointer");  // JSON pointer of the value to replace
     QTest::addColumn<QByteArray>("value");  // JSON text
     QTest::addColumn<QStringList>("needles");
-    QTest::newRow("pre_tokenizer Metaspace")
-        << "/pre_tokenizer" << QByteArray(R"({"type":"Metaspace","replacement":"\u2581"})")
-        << QStringList{"pre_tokenizer", "Metaspace", "ByteLevel"};
-    QTest::newRow("pre_tokenizer null") << "/pre_tokenizer" << QByteArray("null")
-                                        << QStringList{"pre_tokenizer", "null"};
-    QTest::newRow("Sequence with Split")
+    QTest::newRow("pre_tokenizer Whitespace")
+        << "/pre_tokenizer" << QByteArray(R"({"type":"Whitespace"})")
+        << QStringList{"pre_tokenizer.type", "unsupported pre_tokenizer 'Whitespace'", "ByteLevel, Split, Metaspace"};
+    QTest::newRow("pre_tokenizer without type") << "/pre_tokenizer" << QByteArray("{}")
+                                                << QStringList{"pre_tokenizer.type", "without a \"type\""};
+    QTest::newRow("Split with an unknown regex")
         << "/pre_tokenizer"
-        << QByteArray(R"({"type":"Sequence","pretokenizers":[{"type":"Split"},{"type":"ByteLevel"}]})")
-        << QStringList{"pre_tokenizer.pretokenizers[0]", "Split"};
-    QTest::newRow("normalizer NFC") << "/normalizer" << QByteArray(R"({"type":"NFC"})")
-                                    << QStringList{"normalizer", "NFC"};
+        << QByteArray(R"({"type":"Sequence","pretokenizers":[{"type":"Split","pattern":{"Regex":"\\s+|\\w+"},
+                         "behavior":"Isolated","invert":false},{"type":"ByteLevel","use_regex":false}]})")
+        << QStringList{"pre_tokenizer.pretokenizers[0].pattern.Regex", "unsupported Split regex", R"("\\s+|\\w+")"};
+    QTest::newRow("Split without a pattern")
+        << "/pre_tokenizer" << QByteArray(R"({"type":"Sequence","pretokenizers":[{"type":"Split"},{"type":"ByteLevel"}]})")
+        << QStringList{"pre_tokenizer.pretokenizers[0].pattern"};
+    QTest::newRow("Split with an unknown behavior")
+        << "/pre_tokenizer" << QByteArray(R"({"type":"Split","pattern":{"String":" "},"behavior":"Shuffled"})")
+        << QStringList{"pre_tokenizer.behavior", "Shuffled", "Isolated"};
+    QTest::newRow("ByteLevel before Split")
+        << "/pre_tokenizer"
+        << QByteArray(R"({"type":"Sequence","pretokenizers":[{"type":"ByteLevel"},
+                         {"type":"Split","pattern":{"String":" "},"behavior":"Isolated"}]})")
+        << QStringList{"pre_tokenizer.pretokenizers[0].type", "ByteLevel must come last"};
+    QTest::newRow("Metaspace replacement of two characters")
+        << "/pre_tokenizer" << QByteArray(R"({"type":"Metaspace","replacement":"__","prepend_scheme":"first"})")
+        << QStringList{"pre_tokenizer.replacement", "single character"};
+    QTest::newRow("Metaspace prepend_scheme unknown")
+        << "/pre_tokenizer" << QByteArray(R"({"type":"Metaspace","replacement":"\u2581","prepend_scheme":"sometimes"})")
+        << QStringList{"pre_tokenizer.prepend_scheme", "sometimes"};
+    QTest::newRow("normalizer NFKC inside a Sequence")
+        << "/normalizer" << QByteArray(R"({"type":"Sequence","normalizers":[{"type":"NFC"},{"type":"NFKC"}]})")
+        << QStringList{"normalizer.normalizers[1].type", "unsupported normalizer 'NFKC'"};
+    QTest::newRow("normalizer Lowercase") << "/normalizer" << QByteArray(R"({"type":"Lowercase"})")
+                                          << QStringList{"normalizer.type", "Lowercase", "NFC, Prepend, Replace"};
+    QTest::newRow("normalizer Replace with a regex")
+        << "/normalizer" << QByteArray(R"({"type":"Replace","pattern":{"Regex":" +"},"content":"_"})")
+        << QStringList{"normalizer.pattern.Regex", "\" +\""};
     QTest::newRow("model WordPiece") << "/model/type" << QByteArray(R"("WordPiece")")
                                      << QStringList{"model.type", "WordPiece", "BPE"};
-    QTest::newRow("decoder Metaspace") << "/decoder" << QByteArray(R"({"type":"Metaspace"})")
-                                       << QStringList{"decoder", "Metaspace"};
-    QTest::newRow("post_processor TemplateProcessing")
-        << "/post_processor" << QByteArray(R"({"type":"TemplateProcessing"})")
-        << QStringList{"post_processor", "TemplateProcessing"};
-    QTest::newRow("byte_fallback") << "/model/byte_fallback" << QByteArray("true")
-                                   << QStringList{"model.byte_fallback"};
+    QTest::newRow("decoder WordPiece") << "/decoder" << QByteArray(R"({"type":"WordPiece"})")
+                                       << QStringList{"decoder.type", "unsupported decoder 'WordPiece'"};
+    QTest::newRow("decoder Strip without start")
+        << "/decoder" << QByteArray(R"({"type":"Sequence","decoders":[{"type":"Fuse"},{"type":"Strip","content":" "}]})")
+        << QStringList{"decoder.decoders[1].start", "non-negative integer"};
+    QTest::newRow("post_processor BertProcessing")
+        << "/post_processor" << QByteArray(R"({"type":"BertProcessing"})")
+        << QStringList{"post_processor.type", "BertProcessing", "TemplateProcessing"};
+    QTest::newRow("byte_fallback not a boolean") << "/model/byte_fallback" << QByteArray(R"("yes")")
+                                                 << QStringList{"model.byte_fallback", "true or false"};
     QTest::newRow("continuing_subword_prefix") << "/model/continuing_subword_prefix" << QByteArray(R"("##")")
                                                << QStringList{"model.continuing_subword_prefix", "##"};
     QTest::newRow("truncation") << "/truncation" << QByteArray(R"({"max_length":8})") << QStringList{"truncation"};
@@ -497,6 +541,285 @@ void TestTokenizer::characterClasses() {
     QCOMPARE(unicode::is_letter(code_point), letter);
     QCOMPARE(unicode::is_number(code_point), number);
     QCOMPARE(unicode::is_whitespace(code_point), space);
+}
+
+// ---- Pipeline components ----------------------------------------------------------------
+// Expected values follow tokenizers' source (normalizers/, pre_tokenizers/, decoders/,
+// models/bpe) and were worked out by hand.
+
+namespace {
+
+std::string words_of(const tokenizer_pipeline::PreTokenizer& pre_tokenizer, const std::string& text, bool at_start) {
+    std::string joined;
+    pre_tokenizer.split(text, at_start, [&](std::string_view word) {
+        if (!joined.empty()) joined += '|';
+        joined.append(word);
+    });
+    return joined;
+}
+
+const std::string kPath = "tokenizer.json";
+
+}  // namespace
+
+void TestTokenizer::normalizers_data() {
+    QTest::addColumn<QByteArray>("component");
+    QTest::addColumn<QByteArray>("input");
+    QTest::addColumn<QByteArray>("expected");
+    QTest::newRow("null") << QByteArray("null") << QByteArray("a b") << QByteArray("a b");
+    QTest::newRow("NFC composes") << QByteArray(R"({"type":"NFC"})") << QByteArray("e\xCC\x81 caf\xC3\xA9")
+                                  << QByteArray("\xC3\xA9 caf\xC3\xA9");
+    QTest::newRow("Prepend") << QByteArray(R"({"type":"Prepend","prepend":"\u2581"})") << QByteArray("ab")
+                             << QByteArray("\xE2\x96\x81" "ab");
+    QTest::newRow("Prepend leaves empty text") << QByteArray(R"({"type":"Prepend","prepend":"\u2581"})") << QByteArray("")
+                                               << QByteArray("");
+    QTest::newRow("Replace every occurrence")
+        << QByteArray(R"({"type":"Replace","pattern":{"String":" "},"content":"\u2581"})") << QByteArray("  a b ")
+        << QByteArray("\xE2\x96\x81\xE2\x96\x81" "a\xE2\x96\x81" "b\xE2\x96\x81");
+    QTest::newRow("Replace longer pattern, non-overlapping")
+        << QByteArray(R"({"type":"Replace","pattern":{"String":"aa"},"content":"b"})") << QByteArray("aaaaa")
+        << QByteArray("bba");
+    QTest::newRow("Llama-2 Sequence [Prepend, Replace]")
+        << QByteArray(R"({"type":"Sequence","normalizers":[{"type":"Prepend","prepend":"\u2581"},
+                        {"type":"Replace","pattern":{"String":" "},"content":"\u2581"}]})")
+        << QByteArray("Hi you") << QByteArray("\xE2\x96\x81Hi\xE2\x96\x81you");
+}
+
+void TestTokenizer::normalizers() {
+    QFETCH(QByteArray, component);
+    QFETCH(QByteArray, input);
+    QFETCH(QByteArray, expected);
+    const auto normalizer =
+        tokenizer_pipeline::Normalizer::from_json(json::parse(component.toStdString()), {kPath, "normalizer"});
+    QCOMPARE(QByteArray::fromStdString(normalizer.apply(input.toStdString())), expected);
+}
+
+// The hand-coded regex scanners, match by match ('|' between matches). The scanners were also
+// checked against Python's `regex` module on 100,000 random strings while being written.
+void TestTokenizer::splitRegexes_data() {
+    QTest::addColumn<int>("regex");
+    QTest::addColumn<QByteArray>("text");
+    QTest::addColumn<QByteArray>("matches");
+    using R = tokenizer_regex::KnownRegex;
+    const int gpt2 = int(R::kGpt2), llama3 = int(R::kLlama3), qwen2 = int(R::kQwen2);
+    QTest::newRow("gpt2 words and spaces") << gpt2 << QByteArray("Hello  world 42!") << QByteArray("Hello| | world| 42|!");
+    QTest::newRow("gpt2 contractions case-sensitive") << gpt2 << QByteArray("it's IT'S") << QByteArray("it|'s| IT|'|S");
+    QTest::newRow("llama3 contractions any case") << llama3 << QByteArray("it's IT'S we'Ve")
+                                                  << QByteArray("it|'s| IT|'S| we|'Ve");
+    QTest::newRow("llama3 long s folds to s") << llama3 << QByteArray("x'\xC5\xBF") << QByteArray("x|'\xC5\xBF");
+    QTest::newRow("llama3 one lead char before letters") << llama3 << QByteArray("(int \tab $$x")
+                                                         << QByteArray("(int| |\tab| $$|x");
+    QTest::newRow("llama3 digits in threes") << llama3 << QByteArray("1234567 x12") << QByteArray("123|456|7| x|12");
+    QTest::newRow("qwen2 digits one by one") << qwen2 << QByteArray("2024") << QByteArray("2|0|2|4");
+    QTest::newRow("llama3 punctuation takes line breaks") << llama3 << QByteArray("a:\n\n  b") << QByteArray("a|:\n\n| | b");
+    QTest::newRow("llama3 spaces up to the last line break") << llama3 << QByteArray("a \n \n  b")
+                                                             << QByteArray("a| \n \n| | b");
+    QTest::newRow("llama3 trailing spaces") << llama3 << QByteArray("a   ") << QByteArray("a|   ");
+    QTest::newRow("llama3 space then punctuation") << llama3 << QByteArray("x ..y") << QByteArray("x| ..|y");
+    QTest::newRow("llama3 CR LF not a lead") << llama3 << QByteArray("\r\nab") << QByteArray("\r\n|ab");
+    QTest::newRow("llama3 invalid byte is other") << llama3 << QByteArray("\xFF" "ab \xFF") << QByteArray("\xFF" "ab| \xFF");
+    QTest::newRow("llama3 NBSP leads letters") << llama3 << QByteArray("a\xC2\xA0" "b") << QByteArray("a|\xC2\xA0" "b");
+}
+
+void TestTokenizer::splitRegexes() {
+    QFETCH(int, regex);
+    QFETCH(QByteArray, text);
+    QFETCH(QByteArray, matches);
+    const std::string input = text.toStdString();
+    std::string joined;
+    std::size_t covered = 0;
+    for (const tokenizer_regex::Span& span : tokenizer_regex::find_all(tokenizer_regex::KnownRegex(regex), input)) {
+        QCOMPARE(span.begin, covered);  // matches tile the text
+        covered = span.end;
+        if (!joined.empty()) joined += '|';
+        joined += input.substr(span.begin, span.end - span.begin);
+    }
+    QCOMPARE(covered, input.size());
+    QCOMPARE(QByteArray::fromStdString(joined), matches);
+    QVERIFY(tokenizer_regex::known_regex(tokenizer_regex::pattern_text(tokenizer_regex::KnownRegex(regex))).has_value());
+}
+
+void TestTokenizer::preTokenizers_data() {
+    QTest::addColumn<QByteArray>("component");
+    QTest::addColumn<QByteArray>("text");
+    QTest::addColumn<bool>("atStart");
+    QTest::addColumn<QByteArray>("words");  // '|' between words
+    const QByteArray meta = "\xE2\x96\x81";  // U+2581
+    const auto metaspace = [](const char* scheme, bool split) {
+        return QByteArray(R"({"type":"Metaspace","replacement":"\u2581","prepend_scheme":")") + scheme +
+               R"(","split":)" + (split ? "true" : "false") + "}";
+    };
+    QTest::newRow("null: one word") << QByteArray("null") << QByteArray("a b") << true << QByteArray("a b");
+    QTest::newRow("Metaspace first, at start") << metaspace("first", false) << QByteArray("Hi you") << true
+                                               << meta + "Hi" + meta + "you";
+    QTest::newRow("Metaspace first, after an added token") << metaspace("first", false) << QByteArray("Hi you") << false
+                                                           << "Hi" + meta + "you";
+    QTest::newRow("Metaspace first, starts with a space") << metaspace("first", false) << QByteArray(" x") << true
+                                                          << meta + "x";
+    QTest::newRow("Metaspace always") << metaspace("always", false) << QByteArray("x") << false << meta + "x";
+    QTest::newRow("Metaspace never") << metaspace("never", false) << QByteArray("x y") << true << "x" + meta + "y";
+    QTest::newRow("Metaspace split") << metaspace("always", true) << QByteArray("Hi  you ") << true
+                                     << meta + "Hi|" + meta + "|" + meta + "you|" + meta;
+    QTest::newRow("Metaspace legacy add_prefix_space false")
+        << QByteArray(R"({"type":"Metaspace","replacement":"\u2581","add_prefix_space":false})") << QByteArray("x y")
+        << true << "x|" + meta + "y";
+    QTest::newRow("Split Llama-3 regex, Isolated")
+        << QByteArray(R"({"type":"Split","pattern":{"Regex":"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},"behavior":"Isolated","invert":false})")
+        << QByteArray("I'M 12345!") << true << QByteArray("I|'M| |123|45|!");
+    const QByteArray dash = R"({"type":"Split","pattern":{"String":"-"},"behavior":")";
+    QTest::newRow("Split string Isolated") << dash + R"(Isolated"})" << QByteArray("a-b--c") << true
+                                           << QByteArray("a|-|b|-|-|c");
+    QTest::newRow("Split string Removed") << dash + R"(Removed"})" << QByteArray("a-b--c") << true << QByteArray("a|b|c");
+    QTest::newRow("Split string MergedWithPrevious") << dash + R"(MergedWithPrevious"})" << QByteArray("a-b--c") << true
+                                                     << QByteArray("a-|b-|-|c");
+    QTest::newRow("Split string MergedWithNext") << dash + R"(MergedWithNext"})" << QByteArray("a-b--c") << true
+                                                 << QByteArray("a|-b|-|-c");
+    QTest::newRow("Split string Contiguous") << dash + R"(Contiguous"})" << QByteArray("a-b--c") << true
+                                             << QByteArray("a|-|b|--|c");
+    QTest::newRow("Split string inverted, Removed") << dash + R"(Removed","invert":true})" << QByteArray("a-b--c") << true
+                                                    << QByteArray("-|-|-");
+    QTest::newRow("Digits contiguous") << QByteArray(R"({"type":"Digits","individual_digits":false})")
+                                       << QByteArray("ab123c4") << true << QByteArray("ab|123|c|4");
+    QTest::newRow("ByteLevel without regex: one word")
+        << QByteArray(R"({"type":"ByteLevel","add_prefix_space":false,"use_regex":false})") << QByteArray("it's 42")
+        << true << QByteArray("it's 42");
+    QTest::newRow("Sequence [Digits, ByteLevel with regex]")
+        << QByteArray(R"({"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},
+                        {"type":"ByteLevel","add_prefix_space":false}]})")
+        << QByteArray("ab 12") << true << QByteArray("ab| |1|2");
+}
+
+void TestTokenizer::preTokenizers() {
+    QFETCH(QByteArray, component);
+    QFETCH(QByteArray, text);
+    QFETCH(bool, atStart);
+    QFETCH(QByteArray, words);
+    const auto pre_tokenizer =
+        tokenizer_pipeline::PreTokenizer::from_json(json::parse(component.toStdString()), {kPath, "pre_tokenizer"});
+    QCOMPARE(QByteArray::fromStdString(words_of(pre_tokenizer, text.toStdString(), atStart)), words);
+}
+
+void TestTokenizer::decoders_data() {
+    QTest::addColumn<QByteArray>("component");
+    QTest::addColumn<QStringList>("tokens");
+    QTest::addColumn<QByteArray>("expected");
+    const QString m = QString::fromUtf8("\xE2\x96\x81");  // U+2581
+    QTest::newRow("null joins with spaces") << QByteArray("null") << QStringList{"a", "b"} << QByteArray("a b");
+    QTest::newRow("ByteLevel") << QByteArray(R"({"type":"ByteLevel"})")
+                               << QStringList{QString::fromUtf8("\xC4\xA0hi"), QString::fromUtf8("\xC4\x8A")}
+                               << QByteArray(" hi\n");
+    QTest::newRow("ByteLevel keeps a token outside the alphabet")
+        << QByteArray(R"({"type":"ByteLevel"})") << QStringList{"<x>", QString::fromUtf8("\xE2\x96\x81")}
+        << QByteArray("<x>\xE2\x96\x81");
+    QTest::newRow("ByteFallback runs of bytes")
+        << QByteArray(R"({"type":"ByteFallback"})") << QStringList{"<0xE6>", "<0x97>", "<0xA5>", "x", "<0x41>", "<0x0a>"}
+        << QByteArray("\xE6\x97\xA5xA\n");
+    QTest::newRow("ByteFallback keeps raw bytes of a broken run")
+        << QByteArray(R"({"type":"ByteFallback"})") << QStringList{"<0xE6>", "y"} << QByteArray("\xE6y");
+    QTest::newRow("ByteFallback ignores look-alikes")
+        << QByteArray(R"({"type":"ByteFallback"})") << QStringList{"<0xZZ>", "<0x4>", "<0x041>"}
+        << QByteArray("<0xZZ><0x4><0x041>");
+    QTest::newRow("Strip start 1 on each token")
+        << QByteArray(R"({"type":"Strip","content":" ","start":1,"stop":0})") << QStringList{"  a", " b ", "c"}
+        << QByteArray(" ab c");
+    QTest::newRow("Strip stop 2") << QByteArray(R"({"type":"Strip","content":"x","start":0,"stop":2})")
+                                  << QStringList{"axxx"} << QByteArray("ax");
+    QTest::newRow("Metaspace first: drops replacements in the first token")
+        << QByteArray(R"({"type":"Metaspace","replacement":"\u2581","prepend_scheme":"first","split":false})")
+        << QStringList{m + m + "a", m + "b" + m} << QByteArray("a b ");
+    QTest::newRow("Metaspace never: keeps them")
+        << QByteArray(R"({"type":"Metaspace","replacement":"\u2581","prepend_scheme":"never"})")
+        << QStringList{m + "a", m + "b"} << QByteArray(" a b");
+    QTest::newRow("Llama-2 Sequence")
+        << QByteArray(R"({"type":"Sequence","decoders":[{"type":"Replace","pattern":{"String":"\u2581"},"content":" "},
+                        {"type":"ByteFallback"},{"type":"Fuse"},{"type":"Strip","content":" ","start":1,"stop":0}]})")
+        << QStringList{m + "Hi", m, "<0xC3>", "<0xA9>", m + m + "x"} << QByteArray("Hi \xC3\xA9  x");
+}
+
+void TestTokenizer::decoders() {
+    QFETCH(QByteArray, component);
+    QFETCH(QStringList, tokens);
+    QFETCH(QByteArray, expected);
+    const auto decoder = tokenizer_pipeline::Decoder::from_json(json::parse(component.toStdString()), {kPath, "decoder"});
+    std::vector<std::string> strings;
+    for (const QString& token : tokens) strings.push_back(token.toStdString());
+    QCOMPARE(QByteArray::fromStdString(decoder.decode(strings)), expected);
+}
+
+// BPE options on a character-level vocabulary with no pre-tokenizer (the whole text is one
+// word): byte_fallback, unk_token with and without fuse_unk, ignore_merges.
+void TestTokenizer::bpeModelOptions_data() {
+    QTest::addColumn<QByteArray>("options");  // JSON members merged into model
+    QTest::addColumn<QByteArray>("text");
+    QTest::addColumn<std::vector<int32_t>>("ids");
+    QTest::addColumn<QByteArray>("decoded");
+    QTest::newRow("merges by rank") << QByteArray("{}") << QByteArray("abab") << std::vector<int32_t>{6}
+                                    << QByteArray("abab");
+    QTest::newRow("no merge for b a") << QByteArray("{}") << QByteArray("ba") << std::vector<int32_t>{2, 1}
+                                      << QByteArray("ba");
+    QTest::newRow("ignore_merges: a word in the vocabulary")
+        << QByteArray(R"({"ignore_merges":true})") << QByteArray("ba") << std::vector<int32_t>{7} << QByteArray("ba");
+    QTest::newRow("byte fallback") << QByteArray(R"({"byte_fallback":true,"unk_token":"<unk>"})")
+                                   << QByteArray("a\xC3\xA9") << std::vector<int32_t>{1, 4, 5} << QByteArray("a\xC3\xA9");
+    QTest::newRow("byte fallback incomplete: unk")
+        << QByteArray(R"({"byte_fallback":true,"unk_token":"<unk>"})") << QByteArray("a\xE6\x97\xA5")
+        << std::vector<int32_t>{1, 0} << QByteArray("a<unk>");
+    QTest::newRow("unk fused") << QByteArray(R"({"unk_token":"<unk>","fuse_unk":true})")
+                               << QByteArray("\xE6\x97\xA5\xE6\x9C\xAC" "a\xC3\xA9") << std::vector<int32_t>{0, 1, 0}
+                               << QByteArray("<unk>a<unk>");
+    QTest::newRow("unk not fused") << QByteArray(R"({"unk_token":"<unk>","fuse_unk":false})")
+                                   << QByteArray("\xE6\x97\xA5\xE6\x9C\xAC" "a") << std::vector<int32_t>{0, 0, 1}
+                                   << QByteArray("<unk><unk>a");
+    QTest::newRow("no unk: unknown characters dropped") << QByteArray("{}") << QByteArray("\xE6\x97\xA5" "a")
+                                                        << std::vector<int32_t>{1} << QByteArray("a");
+}
+
+void TestTokenizer::bpeModelOptions() {
+    QFETCH(QByteArray, options);
+    QFETCH(QByteArray, text);
+    QFETCH(std::vector<int32_t>, ids);
+    QFETCH(QByteArray, decoded);
+    json tokenizer = {
+        {"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"added_tokens", json::array()},
+        {"normalizer", nullptr}, {"pre_tokenizer", nullptr}, {"post_processor", nullptr},
+        {"decoder", {{"type", "Sequence"}, {"decoders", {{{"type", "ByteFallback"}}, {{"type", "Fuse"}}}}}},
+        {"model",
+         {{"type", "BPE"},
+          {"dropout", nullptr},
+          {"unk_token", nullptr},
+          {"vocab", {{"<unk>", 0}, {"a", 1}, {"b", 2}, {"ab", 3}, {"<0xC3>", 4}, {"<0xA9>", 5}, {"abab", 6}, {"ba", 7}}},
+          {"merges", json::array({json::array({"a", "b"}), json::array({"ab", "ab"})})}}}};
+    tokenizer["model"].update(json::parse(options.toStdString()));
+    const Tokenizer t = load_variant(tokenizer, "bpe_options.json");
+    const std::vector<int32_t> got = t.encode(text.toStdString());
+    QVERIFY2(got == ids, qPrintable("got " + format_ids(got) + "\nwant " + format_ids(ids)));
+    QCOMPARE(QByteArray::fromStdString(t.decode(got)), decoded);
+}
+
+void TestTokenizer::nfc_data() {
+    QTest::addColumn<QByteArray>("input");
+    QTest::addColumn<QByteArray>("expected");
+    QTest::newRow("ASCII unchanged") << QByteArray("plain text") << QByteArray("plain text");
+    QTest::newRow("e + acute") << QByteArray("e\xCC\x81") << QByteArray("\xC3\xA9");
+    QTest::newRow("already composed") << QByteArray("\xC3\xA9") << QByteArray("\xC3\xA9");
+    QTest::newRow("marks reordered by class") << QByteArray("q\xCC\x87\xCC\xA3") << QByteArray("q\xCC\xA3\xCC\x87");
+    QTest::newRow("dot below composes first") << QByteArray("s\xCC\x87\xCC\xA3") << QByteArray("\xE1\xB9\xA9");
+    QTest::newRow("singleton: Angstrom sign") << QByteArray("\xE2\x84\xAB") << QByteArray("\xC3\x85");
+    QTest::newRow("exclusion stays decomposed") << QByteArray("\xE0\xA5\x98") << QByteArray("\xE0\xA4\x95\xE0\xA4\xBC");
+    QTest::newRow("Hangul L V T") << QByteArray("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8") << QByteArray("\xEA\xB0\x81");
+    QTest::newRow("Hangul syllable kept") << QByteArray("\xEA\xB0\x81") << QByteArray("\xEA\xB0\x81");
+    QTest::newRow("invalid byte is a barrier") << QByteArray("e\xFF\xCC\x81") << QByteArray("e\xFF\xCC\x81");
+    QTest::newRow("blocked by a same-class mark")
+        << QByteArray("a\xCC\x81\xCC\x81") << QByteArray("\xC3\xA1\xCC\x81");
+}
+
+void TestTokenizer::nfc() {
+    QFETCH(QByteArray, input);
+    QFETCH(QByteArray, expected);
+    QCOMPARE(QByteArray::fromStdString(unicode::nfc(input.toStdString())), expected);
+    QCOMPARE(unicode::combining_class(0x301), uint8_t(230));
+    QCOMPARE(unicode::combining_class(0x323), uint8_t(220));
+    QCOMPARE(unicode::combining_class('a'), uint8_t(0));
 }
 
 QTEST_APPLESS_MAIN(TestTokenizer)

@@ -128,7 +128,7 @@ void TestStore::schemaCreatedWithPragmas() {
     QCOMPARE(query_column(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(kResultsSchemaVersion)});
     QCOMPARE(query_column(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
     QCOMPARE(query_column(path, "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"),
-             (std::vector<std::string>{"memory", "metrics", "models", "runs", "samples", "settings"}));
+             (std::vector<std::string>{"memory", "metrics", "models", "runs", "samples", "settings", "training_steps"}));
     QCOMPARE(query_column(path, "SELECT name FROM pragma_table_info('samples') ORDER BY cid"),
              (std::vector<std::string>{"run_id", "sample_id", "prompt_tokens", "truncated", "prediction", "score",
                                        "latency_ms", "generated_tokens", "length", "details_json"}));

@@ -11,6 +11,7 @@
 #include "app/gui/panels/ParetoPanel.h"
 #include "app/gui/panels/ResultsPanel.h"
 #include "app/gui/plots/ParetoPlot.h"
+#include "eval/runner.h"
 #include "eval/store.h"
 
 #include <QElapsedTimer>
@@ -82,7 +83,9 @@ private Q_SLOTS:
         QVERIFY(openModel(window));
         EvalPanel* eval = window.evalPanel();
         // The bundled task set is preselected, every dataset checked.
-        QCOMPARE(eval->tasksFolder(), QDir::cleanPath(tasksFolder()));
+        // resources/tasks/longbench-syn is found first, beside the sources.
+        QCOMPARE(eval->tasksFolder(),
+                 QDir::cleanPath(QString::fromStdString(mlawb::test::source_dir() + "/resources/tasks/longbench-syn")));
         QCOMPARE(eval->availableDatasets(), (QStringList{QStringLiteral("kv_retrieval"), QStringLiteral("passage_retrieval"),
                                                          QStringLiteral("passkey"), QStringLiteral("source_cls")}));
         QCOMPARE(eval->checkedDatasets().size(), 4);
@@ -105,7 +108,7 @@ private Q_SLOTS:
         QCOMPARE(original.summary.samples, int64_t{2});
         QCOMPARE(original.summary.setting_spec, std::string("strategy=full"));
         QCOMPARE(original.options_json,
-                 nlohmann::json::parse(longbench_options_json(2, -1, {0, 512, 1024, 2048}, QDir::cleanPath(tasksFolder()).toStdString())).dump());
+                 nlohmann::json::parse(mlawb::longbench_run_options_json(2, -1, {0, 512, 1024, 2048}, eval->tasksFolder().toStdString())).dump());
         QVERIFY(original.memory);
         QCOMPARE(original.memory->kv_elements_per_token, int64_t{6 * 2 * 4 * 64});
         // The live score shown is the store's headline metric.

@@ -12,6 +12,16 @@ tokenizer with that family's tokenizer.json pipeline trained on a little text. I
 OUT_DIR/<family>/ (config.json, model.safetensors or shards, tokenizer.json) and
 OUT_DIR/<family>.json with logits, argmax and greedy continuations computed in float32 from the
 stored (bf16/f16-rounded) weights, plus encodings and decodes of tricky strings.
+
+OUT_DIR/<family>.json fields:
+  family, transformers (version), config (the saved config.json)
+  prompts[]    text; ids (tokenizer.encode(text, add_special_tokens=False)); last_logits (float32
+               logits at the last position, [vocab]); argmax (per position, [T]); min_top2_margin
+               (smallest top-1 minus top-2 logit over the positions); greedy16 (generate(...,
+               max_new_tokens=16, do_sample=False) stopping at eos, eos included)
+  encodings[]  text; ids (add_special_tokens=False); decoded (decode(ids)); decoded_skip_special
+               (decode(ids, skip_special_tokens=True))
+Read by tests/core/test_arch.cpp and tests/app/test_info_configs.cpp.
 """
 import json
 import os
