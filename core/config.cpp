@@ -266,6 +266,18 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
         c.head_dim = c.hidden / c.n_head;
     }
     if (c.head_dim % 2 != 0) r.fail("head_dim", "must be even for rotary embeddings");
+    // Every size is bounded far above real models (Llama-3-405B: hidden 16384, intermediate 53248,
+    // vocab 128256, 128 heads) so that the products sized from them (KV elements per token,
+    // tensor element counts, up to 2 x 2^16 heads x 2^16 dims x 2^16 layers) stay inside int64.
+    const auto cap = [&](int64_t value, int64_t limit, const char* key) {
+        if (value > limit)
+            r.fail(key, "implausibly large (" + std::to_string(value) + " > " + std::to_string(limit) + ")");
+    };
+    cap(c.hidden, int64_t{1} << 20, "hidden_size");
+    cap(c.ffn, int64_t{1} << 22, "intermediate_size");
+    cap(c.vocab, int64_t{1} << 24, "vocab_size");
+    cap(c.n_head, int64_t{1} << 16, "num_attention_heads");
+    cap(c.head_dim, int64_t{1} << 16, "head_dim");
     c.max_position = r.has(root, "max_position_embeddings") ? r.positive(root, "", "max_position_embeddings") : 2048;
     if (r.has(root, "rms_norm_eps")) c.rms_eps = r.number(root, "", "rms_norm_eps");
     if (r.has(root, "tie_word_embeddings")) c.tie_word_embeddings = r.boolean(root, "", "tie_word_embeddings");

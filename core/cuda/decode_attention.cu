@@ -24,6 +24,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -384,11 +385,15 @@ __device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (
 struct MmaSmem {
     int row;        // elements per padded row of Q and K (dv + 8)
     int p_row;      // elements per padded row of P (16 + 8)
-    size_t q, k, s, qr, pm, m, l, alpha, total;
+    size_t q, k, kr, s, qr, pm, m, l, alpha, total;
 };
 
 // q_in_smem false: the queries' a part lives in registers (decode_mma with DW 256), no sQ.
-__host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, int stages, int elem, bool q_in_smem) {
+// kr_row > 0: the block's rope keys (kr_row elements a token: its KV heads' r parts side by side)
+// are staged beside each K tile, so the softmax step reads them from shared memory instead of
+// waiting on a global load between two barriers every tile.
+__host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, int stages, int elem, bool q_in_smem,
+                                            int kr_row) {
     MmaSmem s;
     s.row = dv + 8;
     s.p_row = kMmaTokens + 8;
@@ -397,6 +402,8 @@ __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, i
     if (q_in_smem) at += static_cast<size_t>(bm) * s.row * elem;
     s.k = at;
     at += static_cast<size_t>(stages) * kMmaTokens * s.row * elem;
+    s.kr = at;
+    at += static_cast<size_t>(stages) * kMmaTokens * kr_row * elem;
     s.s = at;
     at += static_cast<size_t>(warps) * bm * kMmaTokens * 4;
     s.qr = at;
@@ -416,7 +423,8 @@ __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, i
 
 template <typename T, int MT, int DW, int STAGES>
 __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
-    decode_mma(const DecodeAttentionParams p, int n_splits, float* __restrict__ ws_acc, float* __restrict__ ws_ml) {
+    decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
+               float* __restrict__ ws_ml, int skip) {
     constexpr int BM = 16 * MT;
     constexpr int NT = kMmaTokens;
     // With 256 latent columns per warp (L = 2048) the queries' A fragments stay in registers
@@ -425,9 +433,10 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     extern __shared__ __align__(16) unsigned char smem[];
     const int warps = blockDim.x / 32;
     const int dv = p.value_dim, dr = p.key_r_dim;
-    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG);
+    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row);
     T* sQ = reinterpret_cast<T*>(smem + L.q);  // unused when QREG
     T* sK = reinterpret_cast<T*>(smem + L.k);
+    T* sKr = reinterpret_cast<T*>(smem + L.kr);  // [STAGES][16 tokens][kr_row], when kr_row > 0
     float* sS = reinterpret_cast<float*>(smem + L.s);
     float* sQr = reinterpret_cast<float*>(smem + L.qr);
     T* sP = reinterpret_cast<T*>(smem + L.pm);
@@ -454,16 +463,41 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     }
 
     const T* kbase = static_cast<const T*>(p.key_a) + b * p.ka_stride_b + g_a * p.ka_stride_h;
+    const T* krb = dr > 0 ? static_cast<const T*>(p.key_r) + b * p.kr_stride_b : nullptr;
     const int chunks_per_row = dv / 8;  // 16-byte chunks per key-a row
+    const int g_lo = h0 / group;        // the block's first KV head (staged rope keys start there)
+    const int kr_chunks = kr_row > 0 ? ((h0 + nh - 1) / group - g_lo + 1) * (dr / 8) : 0;
+    // A thread's first (row, chunk) of a tile and its step, computed once: the per-tile loop
+    // then only adds (integer division per element cost as much as the copies' issue).
+    const int k_r0 = tid / chunks_per_row, k_c0 = tid % chunks_per_row;
+    const int k_dr = nthreads / chunks_per_row, k_dc = nthreads % chunks_per_row;
+    const int r_chunks_head = dr / 8;  // 16-byte chunks of one KV head's rope keys
     auto load_tile = [&](int tile, int stage) {
         const int t0 = t_begin + tile * NT;
         T* dst = sK + static_cast<size_t>(stage) * NT * L.row;
-        for (int idx = tid; idx < NT * chunks_per_row; idx += nthreads) {
-            const int r = idx / chunks_per_row, c = idx % chunks_per_row;
+        for (int r = k_r0, c = k_c0; r < NT;) {
             const int t = t0 + r;
             const bool valid = t < t_end;
             const T* src = valid ? kbase + static_cast<int64_t>(t) * p.ka_stride_t + c * 8 : kbase;
             cp_async16(dst + r * L.row + c * 8, src, valid);
+            r += k_dr;
+            c += k_dc;
+            if (c >= chunks_per_row) {
+                c -= chunks_per_row;
+                ++r;
+            }
+        }
+        // Rope keys staged head-major, [KV head][token][dr]: the softmax step's 16 lanes of one
+        // head read 16 consecutive tokens without bank conflicts.
+        T* rdst = sKr + static_cast<size_t>(stage) * NT * kr_row;
+        for (int idx = tid; idx < NT * kr_chunks; idx += nthreads) {
+            const int g = idx / (NT * r_chunks_head), rem = idx % (NT * r_chunks_head);
+            const int r = rem / r_chunks_head, cc = rem % r_chunks_head;
+            const int t = t0 + r;
+            const bool valid = t < t_end;
+            const T* src = valid ? krb + (g_lo + g) * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t + cc * 8
+                                 : krb;
+            cp_async16(rdst + (g * NT + r) * dr + cc * 8, src, valid);
         }
     };
     const int n_tiles = (t_end - t_begin + NT - 1) / NT;
@@ -517,12 +551,11 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
             for (int c = 0; c < 4; ++c) o[mt][n][c] = 0.f;
 
     const float qscale = p.scale * kLog2e;
-    const T* krb = dr > 0 ? static_cast<const T*>(p.key_r) + b * p.kr_stride_b : nullptr;
 
     for (int tile = 0; tile < n_tiles; ++tile) {
         cp_async_wait<STAGES - 2>();
         __syncthreads();  // tile landed for every thread; the buffer refilled below is free
-        if (tile + STAGES - 1 < n_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
+        if (!(skip & 8) && tile + STAGES - 1 < n_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
         cp_async_commit();
         const T* K = sK + static_cast<size_t>(tile % STAGES) * NT * L.row;
         const int t0 = t_begin + tile * NT;
@@ -535,6 +568,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
             for (int n = 0; n < 2; ++n)
 #pragma unroll
                 for (int c = 0; c < 4; ++c) sacc[mt][n][c] = 0.f;
+        if (!(skip & 1))
 #pragma unroll(QREG ? DW / 16 : 4)
         for (int kk = 0; kk < DW / 16; ++kk) {
             const int k0 = col0 + kk * 16;
@@ -562,22 +596,24 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 *reinterpret_cast<float2*>(Sw + row * NT + col) = make_float2(sacc[mt][n][0], sacc[mt][n][1]);
                 *reinterpret_cast<float2*>(Sw + (row + 8) * NT + col) = make_float2(sacc[mt][n][2], sacc[mt][n][3]);
             }
-        __syncthreads();
+        if (!(skip & 16)) __syncthreads();
 
         // Sum over warps, add the r part, online softmax per head (16 lanes per head row).
-        for (int e = tid; e < BM * NT; e += nthreads) {
+        for (int e = tid; e < ((skip & 2) ? 0 : BM * NT); e += nthreads) {
             const int row = e / NT, col = e % NT;
             const int t = t0 + col;
             const bool valid = t < t_end && row < nh;
             float s = 0.f;
+#pragma unroll 8
             for (int w = 0; w < warps; ++w) s += sS[(w * BM + row) * NT + col];
             if (valid && dr > 0) {
                 const int g = (h0 + row) / group;
-                const T* kr = krb + g * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t;
+                const T* kr = kr_row > 0 ? sKr + static_cast<size_t>(tile % STAGES) * NT * kr_row + ((g - g_lo) * NT + col) * dr
+                                         : krb + g * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t;
                 const float* qr = sQr + row * dr;
                 for (int c = 0; c < dr; c += 8) {
-                    float kf[8];
-                    unpack<T>(load16(kr + c), kf);
+                    float kf[8];  // staged: a shared-memory load (ld.global.nc must not see it)
+                    unpack<T>(kr_row > 0 ? *reinterpret_cast<const uint4*>(kr + c) : load16(kr + c), kf);
 #pragma unroll
                     for (int j = 0; j < 8; ++j) s = fmaf(qr[c + j], kf[j], s);
                 }
@@ -601,7 +637,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 sAlpha[row] = alpha;
             }
         }
-        __syncthreads();
+        if (!(skip & 16)) __syncthreads();
 
         // O = O * alpha + P V over this warp's value columns.
 #pragma unroll
@@ -618,6 +654,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         uint32_t pf[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(pf[mt], sP + (mt * 16 + (lane & 15)) * L.p_row + (lane >> 4) * 8);
+        if (!(skip & 4))
 #pragma unroll
         for (int np = 0; np < DW / 16; ++np) {
             const int n0 = col0 + np * 16;
@@ -654,7 +691,10 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
 }
 
 // ---------------------------------------------------------------------------------------------
-// Combine the splits: one block per (sequence, query head).
+// Combine the splits: blocks over (sequence, query head) x 512-column chunks of the value
+// (blockIdx.y), one float4 column group a thread, the splits' loads unrolled to overlap.
+constexpr int kCombineThreads = 128;
+constexpr int kCombineColumns = 4 * kCombineThreads;
 
 template <typename T>
 __global__ void __launch_bounds__(128) decode_combine(const DecodeAttentionParams p, int n_splits,
@@ -686,12 +726,14 @@ __global__ void __launch_bounds__(128) decode_combine(const DecodeAttentionParam
     const float inv_l = s_inv_l;
     const float* acc = ws_acc + static_cast<int64_t>(bh) * n_splits * dv;
     T* out = static_cast<T*>(p.out) + b * p.out_stride_b + h * p.out_stride_h;
-    for (int e = tid * 4; e < dv; e += blockDim.x * 4) {
+    const int e0 = blockIdx.y * kCombineColumns + tid * 4;
+    for (int e = e0; e < min(dv, (blockIdx.y + 1) * kCombineColumns); e += blockDim.x * 4) {
         float4 r = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll 4
         for (int s = 0; s < n_splits; ++s) {
             const float w = s_w[s];
             if (w == 0.f) continue;  // empty split: its partial was never written
-            const float4 a = *reinterpret_cast<const float4*>(acc + static_cast<int64_t>(s) * dv + e);
+            const float4 a = __ldg(reinterpret_cast<const float4*>(acc + static_cast<int64_t>(s) * dv + e));
             r.x = fmaf(w, a.x, r.x);
             r.y = fmaf(w, a.y, r.y);
             r.z = fmaf(w, a.z, r.z);
@@ -729,6 +771,17 @@ int device_smem_optin() {
         return n;
     }();
     return bytes;
+}
+
+// Profiling only (scripts/gpu/profile_step.sh): MLAWB_DECODE_ABLATION=<mask> leaves stages of the
+// tensor-core kernel out (1 Q.K^T, 2 softmax, 4 P.V, 8 tile loads, 16 mid-tile barriers); the
+// results are then wrong. Read once.
+int ablation_mask() {
+    static const int mask = [] {
+        const char* v = std::getenv("MLAWB_DECODE_ABLATION");
+        return v ? std::atoi(v) : 0;
+    }();
+    return mask;
 }
 
 bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15) == 0; }
@@ -848,7 +901,7 @@ const char* cuda_message(const char* what, cudaError_t e) {
 }
 
 using SimtFn = void (*)(const DecodeAttentionParams, int, int, float*, float*);
-using MmaFn = void (*)(const DecodeAttentionParams, int, float*, float*);
+using MmaFn = void (*)(const DecodeAttentionParams, int, int, float*, float*, int);
 
 template <typename T>
 SimtFn simt_instance(const SimtConfig& c) {
@@ -915,6 +968,7 @@ struct Plan {
     size_t smem = 0;       // dynamic shared memory
     int chunks_per_kv = 0; // simt
     int n_splits = 1;
+    int kr_row = 0;        // tensor core: rope-key elements staged per token (0: read from global)
 };
 
 template <typename T>
@@ -930,10 +984,30 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
         if (error != cudaSuccess) return cuda_message("tensor-core kernel: shared memory", error);
         plan.grid_x = (p.q_heads + 16 * c.mt - 1) / (16 * c.mt);
         plan.threads = c.warps * 32;
-        plan.smem = mma_smem(16 * c.mt, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256).total;
+        const int bm = 16 * c.mt;
+        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0).total;
         if (static_cast<int>(plan.smem) > device_smem_optin())
             return "tensor-core kernel: needs more shared memory than a block may have";
         fn = reinterpret_cast<const void*>(plan.mma);
+        // Stage the rope keys with the K tiles where that costs no resident block: the most KV
+        // heads any block's query heads span, times key_r_dim.
+        if (p.key_r_dim > 0) {
+            const int group = p.q_heads / p.kv_heads;
+            int span = 1;
+            for (int h0 = 0; h0 < p.q_heads; h0 += bm)
+                span = std::max(span, (std::min(h0 + bm, p.q_heads) - 1) / group - h0 / group + 1);
+            const int kr_row = span * p.key_r_dim;
+            const size_t with = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row).total;
+            int blocks_without = 0, blocks_with = 0;
+            if (static_cast<int>(with) <= device_smem_optin() &&
+                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_without, fn, plan.threads, plan.smem) == cudaSuccess &&
+                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_with, fn, plan.threads, with) == cudaSuccess &&
+                blocks_with >= blocks_without && blocks_with > 0) {
+                plan.kr_row = kr_row;
+                plan.smem = with;
+            }
+            (void)cudaGetLastError();  // an occupancy query that failed leaves the global path
+        }
     } else {
         SimtConfig c;
         simt_config(p, c);
@@ -974,11 +1048,13 @@ const char* make_plan(const DecodeAttentionParams& p, DecodeKernel kernel, Plan&
 template <typename T>
 const char* launch_plan(const DecodeAttentionParams& p, const Plan& plan, float* acc, float* ml, cudaStream_t stream) {
     const dim3 grid(plan.grid_x, plan.n_splits, p.batch);
-    if (plan.kernel == DecodeKernel::TensorCore) plan.mma<<<grid, plan.threads, plan.smem, stream>>>(p, plan.n_splits, acc, ml);
+    if (plan.kernel == DecodeKernel::TensorCore)
+        plan.mma<<<grid, plan.threads, plan.smem, stream>>>(p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask());
     else plan.simt<<<grid, plan.threads, 0, stream>>>(p, plan.n_splits, plan.chunks_per_kv, acc, ml);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return cuda_message("decode attention partial kernel", e);
-    decode_combine<T><<<p.batch * p.q_heads, 128, 0, stream>>>(p, plan.n_splits, acc, ml);
+    const dim3 combine_grid(p.batch * p.q_heads, (p.value_dim + kCombineColumns - 1) / kCombineColumns);
+    decode_combine<T><<<combine_grid, kCombineThreads, 0, stream>>>(p, plan.n_splits, acc, ml);
     e = cudaGetLastError();
     if (e != cudaSuccess) return cuda_message("decode attention combine kernel", e);
     return nullptr;

@@ -286,7 +286,8 @@ void TestStore::refusedFiles() {
     if (setup == "foreign") exec_raw(path, "CREATE TABLE contacts (name TEXT);");
     if (setup == "folder") fs::create_directory(path);
     const auto mode = setup == "missing" ? ResultsStore::OpenMode::ExistingOnly : ResultsStore::OpenMode::CreateIfMissing;
-    MLAWB_EXPECT_ERROR(ResultsStore::open(path, mode), path.c_str(), qPrintable(needle));
+    const QByteArray needle_utf8 = needle.toUtf8();  // outlives the macro's use of the text
+    MLAWB_EXPECT_ERROR(ResultsStore::open(path, mode), path.c_str(), needle_utf8.constData());
     if (setup == "missing") QVERIFY(!fs::exists(path));  // reading never creates a file
     if (setup == "newer") QCOMPARE(query_column(path, "PRAGMA user_version"), std::vector<std::string>{"99"});
 }
