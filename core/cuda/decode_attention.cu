@@ -19,6 +19,7 @@
 //                    in registers.
 #include "core/cuda/decode_attention.h"
 
+#include <cooperative_groups.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -691,6 +692,324 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
 }
 
 // ---------------------------------------------------------------------------------------------
+// Tensor-core partial kernel over a CTA pair (absorbed MLA with one latent for all heads).
+//
+// decode_mma above gives a block 16 or 32 heads and the whole latent row; with a 2048-wide latent
+// and 32 heads the accumulators (32 x 2048 fp32 = 256 KB) do not fit one SM, so two head tiles
+// each read every row, and the second read from L2 doubles the L2-to-SM traffic, which the
+// kernel then waits on (scripts/gpu/NOTES.md, version 2). Here a cluster of two CTAs shares one
+// (sequence, split): CTA `rank` loads only columns [rank L/2, (rank+1) L/2) of each row, holds
+// all heads' accumulators for those columns, and computes S partials over them; the two halves
+// of S are summed through distributed shared memory (one cluster barrier a tile, double
+// buffered), so both CTAs run the same online softmax and each multiplies P into its own
+// columns. Each row is read once, and the halved tiles leave room for four stages.
+// Rank r also adds the rope part of S for query heads [r BM/2, (r+1) BM/2).
+
+__host__ __device__ inline MmaSmem pair_smem(int bm, int dvh, int dr, int stages, int elem, int kr_row) {
+    MmaSmem s;
+    s.row = dvh + 8;
+    s.p_row = kMmaTokens + 8;
+    size_t at = 0;
+    s.q = at;  // unused: queries in registers
+    s.k = at;
+    at += static_cast<size_t>(stages) * kMmaTokens * s.row * elem;
+    s.kr = at;
+    at += static_cast<size_t>(stages) * kMmaTokens * kr_row * elem;
+    s.s = at;  // 8 warps' S partials, then the two S sums (double buffer)
+    at += static_cast<size_t>(8) * bm * kMmaTokens * 4 + 2 * static_cast<size_t>(bm) * kMmaTokens * 4;
+    s.qr = at;
+    at += static_cast<size_t>(bm) * (dr > 0 ? dr : 1) * 4;
+    s.pm = at;  // two P buffers (software pipeline)
+    at += 2 * static_cast<size_t>(bm) * s.p_row * elem;
+    at = (at + 15) / 16 * 16;
+    s.m = at;
+    at += bm * 4;
+    s.l = at;
+    at += bm * 4;
+    s.alpha = at;  // two alpha buffers
+    at += 2 * bm * 4;
+    s.total = (at + 15) / 16 * 16;
+    return s;
+}
+
+__device__ __forceinline__ void cluster_arrive() { asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void cluster_wait() { asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory"); }
+
+template <typename T, int MT, int DW, int STAGES>
+__global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(256, 1)
+    decode_mma_pair(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
+                    float* __restrict__ ws_ml, int skip) {
+    constexpr int BM = 16 * MT;
+    constexpr int NT = kMmaTokens;
+    constexpr int WARPS = 8;
+    namespace cg = cooperative_groups;
+    cg::cluster_group cluster = cg::this_cluster();
+    const int rank = static_cast<int>(cluster.block_rank());
+    extern __shared__ __align__(16) unsigned char smem[];
+    const int dv = p.value_dim, dvh = dv / 2, dr = p.key_r_dim;
+    const MmaSmem L = pair_smem(BM, dvh, dr, STAGES, sizeof(T), kr_row);
+    T* sK = reinterpret_cast<T*>(smem + L.k);
+    T* sKr = reinterpret_cast<T*>(smem + L.kr);
+    float* sS = reinterpret_cast<float*>(smem + L.s);
+    float* sSum = sS + WARPS * BM * NT;  // [2][BM][NT]
+    float* sQr = reinterpret_cast<float*>(smem + L.qr);
+    T* sP = reinterpret_cast<T*>(smem + L.pm);
+    float* sM = reinterpret_cast<float*>(smem + L.m);
+    float* sL = reinterpret_cast<float*>(smem + L.l);
+    float* sAlpha = reinterpret_cast<float*>(smem + L.alpha);
+    float* peer_sum = cluster.map_shared_rank(sSum, rank ^ 1);
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = WARPS * 32;
+    const int b = blockIdx.z, split = blockIdx.y;
+    const int group = p.q_heads / p.kv_heads;
+    const int nh = p.q_heads;  // == BM or fewer (zero rows past it)
+    const int col_base = rank * dvh;
+
+    int t_begin, t_end;
+    split_range(p, b, split, n_splits, t_begin, t_end);
+    const int64_t slot0 = static_cast<int64_t>(b) * p.q_heads * n_splits + split;
+    if (t_begin >= t_end) {  // both CTAs of the pair see the same range: neither touches the other
+        if (rank == 0 && tid < nh) {
+            ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2] = -INFINITY;
+            ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2 + 1] = 0.f;
+        }
+        return;
+    }
+
+    // This rank's rope rows and their KV heads.
+    const int hr0 = min(nh, rank * (BM / 2)), hr1 = min(nh, (rank + 1) * (BM / 2));
+    const int g_lo = hr0 / group;
+    const int r_chunks_head = dr / 8;
+    const int kr_chunks = (dr > 0 && hr1 > hr0) ? ((hr1 - 1) / group - g_lo + 1) * r_chunks_head : 0;
+
+    const T* kbase = static_cast<const T*>(p.key_a) + b * p.ka_stride_b + col_base;
+    const T* krb = dr > 0 ? static_cast<const T*>(p.key_r) + b * p.kr_stride_b : nullptr;
+    const int chunks_per_row = dvh / 8;
+    const int k_r0 = tid / chunks_per_row, k_c0 = tid % chunks_per_row;
+    const int k_dr = nthreads / chunks_per_row, k_dc = nthreads % chunks_per_row;
+    auto load_tile = [&](int tile, int stage) {
+        const int t0 = t_begin + tile * NT;
+        T* dst = sK + static_cast<size_t>(stage) * NT * L.row;
+        for (int r = k_r0, c = k_c0; r < NT;) {
+            const int t = t0 + r;
+            const bool valid = t < t_end;
+            const T* src = valid ? kbase + static_cast<int64_t>(t) * p.ka_stride_t + c * 8 : kbase;
+            cp_async16(dst + r * L.row + c * 8, src, valid);
+            r += k_dr;
+            c += k_dc;
+            if (c >= chunks_per_row) {
+                c -= chunks_per_row;
+                ++r;
+            }
+        }
+        T* rdst = sKr + static_cast<size_t>(stage) * NT * kr_row;  // [KV head][token][dr]
+        for (int idx = tid; idx < NT * kr_chunks; idx += nthreads) {
+            const int g = idx / (NT * r_chunks_head), rem = idx % (NT * r_chunks_head);
+            const int r = rem / r_chunks_head, cc = rem % r_chunks_head;
+            const int t = t0 + r;
+            const bool valid = t < t_end;
+            const T* src = valid ? krb + (g_lo + g) * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t + cc * 8
+                                 : krb;
+            cp_async16(rdst + (g * NT + r) * dr + cc * 8, src, valid);
+        }
+    };
+    const int n_tiles = (t_end - t_begin + NT - 1) / NT;
+#pragma unroll
+    for (int s = 0; s < STAGES - 2; ++s) {  // PD tiles ahead (see the main loop)
+        if (s < n_tiles) load_tile(s, s);
+        cp_async_commit();
+    }
+
+    // Queries: A fragments of this warp's columns for all heads in registers; rope rows in float.
+    const T* qb = static_cast<const T*>(p.q) + b * p.q_stride_b;
+    const int col0 = col_base + warp * DW;  // in the full row (queries)
+    const int kcol0 = warp * DW;            // in this CTA's tile
+    uint32_t qf[MT][DW / 16][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int kk = 0; kk < DW / 16; ++kk)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const int row = mt * 16 + (lane >> 2) + (j & 1) * 8;
+                const int col = col0 + kk * 16 + (lane & 3) * 2 + (j >> 1) * 8;
+                qf[mt][kk][j] =
+                    row < nh ? *reinterpret_cast<const uint32_t*>(qb + static_cast<int64_t>(row) * p.q_stride_h + col) : 0u;
+            }
+    for (int idx = tid; idx < (hr1 - hr0) * dr; idx += nthreads) {
+        const int r = idx / dr, c = idx % dr;
+        sQr[idx] = Elem<T>::load(qb[static_cast<int64_t>(hr0 + r) * p.q_stride_h + dv + c]);
+    }
+    if (tid < BM) {
+        sM[tid] = -INFINITY;
+        sL[tid] = 0.f;
+    }
+
+    float o[MT][DW / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int n = 0; n < DW / 8; ++n)
+#pragma unroll
+            for (int c = 0; c < 4; ++c) o[mt][n][c] = 0.f;
+    const float qscale = p.scale * kLog2e;
+
+    // O = O * alpha + P V over this warp's columns of this CTA's half, for tile `tile`.
+    auto pv = [&](int tile) {
+        const int buf = tile & 1;
+        const T* K = sK + static_cast<size_t>(tile % STAGES) * NT * L.row;
+        const float* alpha = sAlpha + buf * BM;
+        const T* P = sP + buf * BM * L.p_row;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+            const float a_lo = alpha[mt * 16 + (lane >> 2)], a_hi = alpha[mt * 16 + (lane >> 2) + 8];
+#pragma unroll
+            for (int n = 0; n < DW / 8; ++n) {
+                o[mt][n][0] *= a_lo;
+                o[mt][n][1] *= a_lo;
+                o[mt][n][2] *= a_hi;
+                o[mt][n][3] *= a_hi;
+            }
+        }
+        uint32_t pf[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) ldmatrix_x4(pf[mt], P + (mt * 16 + (lane & 15)) * L.p_row + (lane >> 4) * 8);
+        if (!(skip & 4))
+#pragma unroll
+            for (int np = 0; np < DW / 16; ++np) {
+                uint32_t vf[4];
+                ldmatrix_x4_trans(vf, K + (((lane >> 3) & 1) * 8 + (lane & 7)) * L.row + kcol0 + np * 16 + (lane >> 4) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816<T>(o[mt][2 * np], pf[mt], vf[0], vf[1]);
+                    mma16816<T>(o[mt][2 * np + 1], pf[mt], vf[2], vf[3]);
+                }
+            }
+    };
+
+    // Software pipeline: tile i's S halves are exchanged (cluster arrive ... wait) while P V of
+    // tile i-1 runs, so the pair's barrier is hidden behind tensor-core work. P and alpha are
+    // double-buffered; loads run PD = STAGES - 2 tiles ahead so that tile i-1's stage is intact.
+    constexpr int PD = STAGES - 2;
+    for (int tile = 0; tile < n_tiles; ++tile) {
+        cp_async_wait<PD - 1>();
+        __syncthreads();  // tile landed; softmax(tile-1) written; P V(tile-2) done with its stage
+        if (!(skip & 8) && tile + PD < n_tiles) load_tile(tile + PD, (tile + PD) % STAGES);
+        cp_async_commit();
+        const int stage = tile % STAGES;
+        const T* K = sK + static_cast<size_t>(stage) * NT * L.row;
+        const T* Kr = sKr + static_cast<size_t>(stage) * NT * kr_row;
+        const int t0 = t_begin + tile * NT;
+        const int buf = tile & 1;
+
+        float sacc[MT][2][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int n = 0; n < 2; ++n)
+#pragma unroll
+                for (int c = 0; c < 4; ++c) sacc[mt][n][c] = 0.f;
+        if (!(skip & 1))
+#pragma unroll
+            for (int kk = 0; kk < DW / 16; ++kk) {
+                uint32_t bf[4];
+                ldmatrix_x4(bf, K + ((lane >> 4) * 8 + (lane & 7)) * L.row + kcol0 + kk * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816<T>(sacc[mt][0], qf[mt][kk], bf[0], bf[1]);
+                    mma16816<T>(sacc[mt][1], qf[mt][kk], bf[2], bf[3]);
+                }
+            }
+        float* Sw = sS + warp * BM * NT;
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int n = 0; n < 2; ++n) {
+                const int row = mt * 16 + (lane >> 2), col = n * 8 + (lane & 3) * 2;
+                *reinterpret_cast<float2*>(Sw + row * NT + col) = make_float2(sacc[mt][n][0], sacc[mt][n][1]);
+                *reinterpret_cast<float2*>(Sw + (row + 8) * NT + col) = make_float2(sacc[mt][n][2], sacc[mt][n][3]);
+            }
+        __syncthreads();
+
+        // This CTA's half of S (its columns, plus the rope part of its rows) into sSum[buf].
+        float* my_sum = sSum + buf * BM * NT;
+        for (int e = tid; e < BM * NT; e += nthreads) {
+            const int row = e / NT, col = e % NT;
+            float s = 0.f;
+#pragma unroll
+            for (int w = 0; w < WARPS; ++w) s += sS[(w * BM + row) * NT + col];
+            if (row >= hr0 && row < hr1 && dr > 0 && !(skip & 2)) {
+                const int g = row / group;
+                const T* kr = Kr + ((g - g_lo) * NT + col) * dr;
+                const float* qr = sQr + (row - hr0) * dr;
+                for (int c = 0; c < dr; c += 8) {
+                    float kf[8];
+                    unpack<T>(*reinterpret_cast<const uint4*>(kr + c), kf);
+#pragma unroll
+                    for (int j = 0; j < 8; ++j) s = fmaf(qr[c + j], kf[j], s);
+                }
+            }
+            my_sum[e] = s;
+        }
+        cluster_arrive();
+        if (tile > 0) pv(tile - 1);
+        cluster_wait();  // the peer's half of S(tile) is visible
+
+        // Online softmax of the whole S, identical in both CTAs (16 lanes per head row).
+        const float* other = peer_sum + buf * BM * NT;
+        T* P = sP + buf * BM * L.p_row;
+        float* alpha_out = sAlpha + buf * BM;
+        for (int e = tid; e < ((skip & 2) ? 0 : BM * NT); e += nthreads) {
+            const int row = e / NT, col = e % NT;
+            const int t = t0 + col;
+            const bool valid = t < t_end && row < nh;
+            float s = my_sum[e] + other[e];
+            s = valid ? s * qscale : -INFINITY;
+            float mx = s;
+#pragma unroll
+            for (int off = NT / 2; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+            const float m_old = sM[row];
+            const float m_new = fmaxf(m_old, mx);
+            const float pr = (s == -INFINITY) ? 0.f : exp2f(s - m_new);
+            float sum = pr;
+#pragma unroll
+            for (int off = NT / 2; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+            __syncwarp();
+            P[row * L.p_row + col] = Elem<T>::store(pr);
+            if (col == 0) {
+                const float alpha = m_new == -INFINITY ? 1.f : exp2f(m_old - m_new);
+                sM[row] = m_new;
+                sL[row] = sL[row] * alpha + sum;
+                alpha_out[row] = alpha;
+            }
+        }
+    }
+    __syncthreads();  // softmax of the last tile written
+    pv(n_tiles - 1);
+    cp_async_wait<0>();
+
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int half = 0; half < 2; ++half) {
+            const int row = mt * 16 + (lane >> 2) + half * 8;
+            if (row < nh) {
+                float* dst = ws_acc + (slot0 + static_cast<int64_t>(row) * n_splits) * dv;
+#pragma unroll
+                for (int n = 0; n < DW / 8; ++n) {
+                    const int col = col0 + n * 8 + (lane & 3) * 2;
+                    *reinterpret_cast<float2*>(dst + col) = make_float2(o[mt][n][2 * half], o[mt][n][2 * half + 1]);
+                }
+            }
+        }
+    if (rank == 0 && tid < nh) {
+        ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2] = sM[tid];
+        ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2 + 1] = sL[tid];
+    }
+    cluster.sync();  // the peer may still read this CTA's S sums of the last tile
+}
+
+// ---------------------------------------------------------------------------------------------
 // Combine the splits: blocks over (sequence, query head) x 512-column chunks of the value
 // (blockIdx.y), one float4 column group a thread, the splits' loads unrolled to overlap.
 constexpr int kCombineThreads = 128;
@@ -958,6 +1277,48 @@ MmaFn mma_instance(const MmaConfig& c, cudaError_t& error) {
     }
 }
 
+template <typename T, int MT, int DW, int STAGES>
+MmaFn pair_prepared(cudaError_t& error) {
+    static const cudaError_t raised = cudaFuncSetAttribute(
+        decode_mma_pair<T, MT, DW, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
+    error = raised;
+    return decode_mma_pair<T, MT, DW, STAGES>;
+}
+
+constexpr int kPairStages = 4;
+
+// The CTA-pair kernel applies to one latent shared by all heads (16 or 32 of them), 8 warps a CTA
+// over half of a 1024- or 2048-wide latent. Experimental and off unless MLAWB_DECODE_PAIR=1: measured
+// slower than decode_mma (scripts/gpu/NOTES.md, version 3).
+bool pair_applies(const DecodeAttentionParams& p) {
+    static const bool enabled = [] {
+        const char* v = std::getenv("MLAWB_DECODE_PAIR");
+        return v && std::string(v) == "1";
+    }();
+    return enabled && p.ka_stride_h == 0 && (p.q_heads == 16 || p.q_heads == 32) &&
+           (p.value_dim == 1024 || p.value_dim == 2048) && p.key_r_dim <= 64;
+}
+
+template <typename T>
+MmaFn pair_instance(int mt, int dw, cudaError_t& error) {
+    if constexpr (std::is_same_v<T, float>) {
+        return nullptr;
+    } else {
+        if (mt == 1 && dw == 64) return pair_prepared<T, 1, 64, kPairStages>(error);
+        if (mt == 1 && dw == 128) return pair_prepared<T, 1, 128, kPairStages>(error);
+        if (mt == 2 && dw == 64) return pair_prepared<T, 2, 64, kPairStages>(error);
+        if (mt == 2 && dw == 128) {
+            static const bool five = [] {
+                const char* v = std::getenv("MLAWB_DECODE_PAIR_STAGES");
+                return v && std::string(v) == "5";
+            }();
+            if (five) return pair_prepared<T, 2, 128, 5>(error);
+            return pair_prepared<T, 2, 128, kPairStages>(error);
+        }
+        return nullptr;
+    }
+}
+
 // A resolved kernel: the function, its block shape and how the problem splits into blocks.
 struct Plan {
     DecodeKernel kernel = DecodeKernel::Auto;
@@ -969,12 +1330,40 @@ struct Plan {
     int chunks_per_kv = 0; // simt
     int n_splits = 1;
     int kr_row = 0;        // tensor core: rope-key elements staged per token (0: read from global)
+    bool pair = false;     // tensor core: decode_mma_pair (a CTA pair splits the latent's columns)
 };
 
 template <typename T>
 const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan& plan) {
     plan.kernel = kernel;
     const void* fn = nullptr;
+    if (kernel == DecodeKernel::TensorCore && pair_applies(p)) {
+        const int mt = p.q_heads / 16, dw = p.value_dim / 16, bm = 16 * mt;
+        cudaError_t error = cudaSuccess;
+        plan.mma = pair_instance<T>(mt, dw, error);
+        if (plan.mma && error == cudaSuccess) {
+            const int group = p.q_heads / p.kv_heads;
+            int span = 1;
+            for (int r = 0; r < 2; ++r)
+                span = std::max(span, (((r + 1) * bm / 2) - 1) / group - (r * bm / 2) / group + 1);
+            plan.kr_row = p.key_r_dim > 0 ? span * p.key_r_dim : 0;
+            const char* st = std::getenv("MLAWB_DECODE_PAIR_STAGES");
+            const int stages = (mt == 2 && dw == 128 && st && std::string(st) == "5") ? 5 : kPairStages;
+            plan.smem = pair_smem(bm, p.value_dim / 2, p.key_r_dim, stages, sizeof(T), plan.kr_row).total;
+            if (static_cast<int>(plan.smem) <= device_smem_optin()) {
+                plan.pair = true;
+                plan.grid_x = 2;
+                plan.threads = 256;
+                // One CTA an SM: pairs fill the GPU once.
+                const int pairs = std::max(1, device_sm_count() / 2);
+                const int by_length = std::max(1, (p.max_length + kMinTokensPerSplit - 1) / kMinTokensPerSplit);
+                plan.n_splits = std::max(1, std::min({pairs / std::max(1, p.batch), by_length, kMaxSplits}));
+                return nullptr;
+            }
+        }
+        (void)cudaGetLastError();
+        plan.kr_row = 0;  // fall through to decode_mma
+    }
     if (kernel == DecodeKernel::TensorCore) {
         MmaConfig c;
         mma_config(p, c);

@@ -266,6 +266,11 @@ std::vector<Case> cases() {
     v.push_back({"mla L512 2r16 h32 (7B d_kv 16)", DType::BF16, Layout::Mla, 3, 32, 32, 512, 16, {1, 2000, 333}, 2048});
     v.push_back({"mla L512 2r16 h32 f16", DType::F16, Layout::Mla, 2, 32, 32, 512, 16, {1029, 15}, 1100});
     v.push_back({"mla L1024 2r16 h32", DType::BF16, Layout::Mla, 2, 32, 32, 1024, 16, {640, 17}, 700});
+    // The CTA-pair kernel's shapes (16 or 32 heads, L 1024 or 2048): GQA rope rows, no rope, f16, window.
+    v.push_back({"mla L2048 2r16 h16 kv4 (pair)", DType::BF16, Layout::Mla, 3, 16, 4, 2048, 16, {2, 1500, 16}, 1536});
+    v.push_back({"mla L1024 2r0 h32 kv8 (pair)", DType::BF16, Layout::Mla, 2, 32, 8, 1024, 0, {31, 900}, 1000});
+    v.push_back({"mla L2048 2r32 h32 f16 window 300 (pair)", DType::F16, Layout::Mla, 2, 32, 32, 2048, 32, {1200, 77}, 1280, 300});
+    v.push_back({"mla L1024 2r16 h16 kv16 (pair)", DType::BF16, Layout::Mla, 1, 16, 16, 1024, 16, {4097}, 4100});
     v.push_back({"mla L128 2r16 h8 kv4", DType::BF16, Layout::Mla, 2, 8, 4, 128, 16, {50, 129}, 160});
     v.push_back({"mla L128 2r8 f32", DType::F32, Layout::Mla, 2, 8, 4, 128, 8, {77, 3}, 100});
     v.push_back({"mla L256 2r32 h16 kv2 window 100", DType::BF16, Layout::Mla, 2, 16, 2, 256, 32, {1000, 60}, 1024, 100});
@@ -287,6 +292,7 @@ void bench() {
     };
     const Shape shapes[] = {{"MHA 32 x 128", Layout::Standard, 32, 128, 0},
                             {"MLA L 2048 + 32 x 16", Layout::Mla, 32, 2048, 16},
+                            {"MLA L 2048 + 16 x 16", Layout::Mla, 16, 2048, 16},
                             {"MLA L 512 + 32 x 16", Layout::Mla, 32, 512, 16}};
     std::printf("\nkernel only, one layer, bf16, median of 20 (4 rotating caches):\n");
     std::printf("%-22s %6s %7s %-12s %10s %10s %8s\n", "shape", "batch", "ctx", "kernel", "us", "GB/s", "of 3.35");
