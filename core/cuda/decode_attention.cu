@@ -1,6 +1,6 @@
-// Decode attention (FlashDecoding) and the fused element-wise steps of the batched decode.
-// core/cuda/decode_attention.h describes the problem; core/decode_attention_ref.cpp is the CPU
-// reference the tests compare against.
+// Decode attention (FlashDecoding): kernel choice, split planning, launch and the combine step.
+// core/cuda/decode_attention.h describes the problem; the partial kernels are in decode_simt.cuh
+// and decode_mma.cuh; core/decode_attention_ref.cpp is the CPU reference the tests compare against.
 //
 // Two partial kernels write, per (sequence, query head, split), the float32 output accumulated
 // against the split's own running max m (log2 domain: scores are multiplied by scale*log2(e) and
