@@ -34,7 +34,7 @@ ParetoPanel::ParetoPanel(QWidget* parent) : PlotPanel(parent) {
     options_->setMinimumContentsLength(28);
     options_->setToolTip(tr("Runs with other options (limit, prompt length) are not comparable and are not mixed"));
     auto* reloadButton = new QPushButton(tr("Reload"));
-    auto* exportButton = new QPushButton(tr("Export…"));
+    QPushButton* exportButton = makeExportButton();
     status_ = new QLabel;
     status_->setWordWrap(true);
     plot_ = new ParetoPlot;
@@ -66,7 +66,6 @@ ParetoPanel::ParetoPanel(QWidget* parent) : PlotPanel(parent) {
         if (!filling_) rebuild();
     });
     connect(reloadButton, &QPushButton::clicked, this, &ParetoPanel::reload);
-    connect(exportButton, &QPushButton::clicked, this, &PlotPanel::chooseExportFile);
     connect(plot_, &ParetoPlot::pointClicked, this, &ParetoPanel::runActivated);
     status_->setText(tr("No results database yet: run an evaluation in the Eval tab."));
 }

@@ -35,13 +35,8 @@ bool scoresFitConfig(const mlawb::RopeScores& s, const mlawb::ModelConfig& c) {
 }  // namespace
 
 RopeHeatmapPanel::RopeHeatmapPanel(QWidget* parent) : PlotPanel(parent) {
-    job_ = new BackgroundJob(this);
-    connect(job_, &BackgroundJob::progressed, this, [this](qint64 done, qint64 total) {
-        progress_->setRange(0, static_cast<int>(total));
-        progress_->setValue(static_cast<int>(done));
-    });
-    connect(job_, &BackgroundJob::finished, this, &RopeHeatmapPanel::onCalibrationFinished);
     buildUi();
+    connect(job(), &BackgroundJob::finished, this, &RopeHeatmapPanel::onCalibrationFinished);
 }
 
 void RopeHeatmapPanel::buildUi() {
@@ -64,12 +59,8 @@ void RopeHeatmapPanel::buildUi() {
     seq_len_->setRange(2, 1 << 20);
     seq_len_->setValue(2048);
     calibrate_ = new QPushButton(tr("Calibrate from text…"));
-    cancel_ = new QPushButton(tr("Cancel"));
-    cancel_->setEnabled(false);
-    progress_ = new QProgressBar;
-    progress_->setRange(0, 1);
-    progress_->setValue(0);
-    auto* exportButton = new QPushButton(tr("Export…"));
+    createJobControls(calibrate_);
+    QPushButton* exportButton = makeExportButton();
     status_ = new QLabel(tr("Open a model to see its RoPE scores."));
     status_->setWordWrap(true);
     heatmap_ = new RopeHeatmap;
@@ -95,8 +86,8 @@ void RopeHeatmapPanel::buildUi() {
     calibRow->addWidget(windows_);
     calibRow->addWidget(new QLabel(tr("tokens per window")));
     calibRow->addWidget(seq_len_);
-    calibRow->addWidget(progress_, 1);
-    calibRow->addWidget(cancel_);
+    calibRow->addWidget(jobProgress(), 1);
+    calibRow->addWidget(jobCancel());
 
     auto* layout = new QVBoxLayout(this);
     layout->addLayout(viewRow);
@@ -110,8 +101,6 @@ void RopeHeatmapPanel::buildUi() {
     connect(r_, &QSpinBox::valueChanged, this, &RopeHeatmapPanel::updateKeptPairs);
     connect(start_, &QSpinBox::valueChanged, this, &RopeHeatmapPanel::updateKeptPairs);
     connect(calibrate_, &QPushButton::clicked, this, &RopeHeatmapPanel::chooseCalibrationText);
-    connect(cancel_, &QPushButton::clicked, this, &RopeHeatmapPanel::cancelCalibration);
-    connect(exportButton, &QPushButton::clicked, this, &PlotPanel::chooseExportFile);
 }
 
 QString RopeHeatmapPanel::cacheFileFor(const QString& folder) {
@@ -192,7 +181,7 @@ void RopeHeatmapPanel::setCalibrationWindows(int windows, int seqLen) {
     seq_len_->setValue(seqLen);
 }
 
-bool RopeHeatmapPanel::isCalibrating() const { return job_->isRunning(); }
+bool RopeHeatmapPanel::isCalibrating() const { return job()->isRunning(); }
 
 void RopeHeatmapPanel::chooseCalibrationText() {
     const QString file = QFileDialog::getOpenFileName(this, tr("Calibration text"), defaultCalibrationText(),
@@ -204,7 +193,7 @@ bool RopeHeatmapPanel::startCalibration(const QString& textFile) {
     if (folder_.isEmpty() || !config_) return false;
     const std::string folder = folder_.toStdString(), text = textFile.toStdString();
     const int64_t windows = windows_->value(), seqLen = seq_len_->value();
-    const bool started = job_->start([this, folder, text, windows, seqLen](const JobControl& control) {
+    const bool started = job()->start([this, folder, text, windows, seqLen](const JobControl& control) {
         mlawb::CalibrationOptions options;
         options.windows = windows;
         options.seq_len = seqLen;
@@ -216,20 +205,14 @@ bool RopeHeatmapPanel::startCalibration(const QString& textFile) {
         return std::function<void()>([this, scores] { setScores(*scores); });
     });
     if (!started) return false;
-    calibrate_->setEnabled(false);
-    cancel_->setEnabled(true);
-    progress_->setRange(0, 0);  // busy until the first window reports
-    status_->setText(tr("Calibrating on %1…").arg(QFileInfo(textFile).fileName()));
+    markJobStarted(tr("Calibrating on %1…").arg(QFileInfo(textFile).fileName()));
     return true;
 }
 
-void RopeHeatmapPanel::cancelCalibration() { job_->cancel(); }
+void RopeHeatmapPanel::cancelCalibration() { job()->cancel(); }
 
 void RopeHeatmapPanel::onCalibrationFinished(bool ok, bool cancelled, const QString& message) {
-    calibrate_->setEnabled(true);
-    cancel_->setEnabled(false);
-    progress_->setRange(0, 1);
-    progress_->setValue(ok ? 1 : 0);
+    markJobEnded(ok);
     if (cancelled) status_->setText(tr("Calibration cancelled."));
     else if (!ok) reportError(tr("Calibration failed"), message);
     Q_EMIT calibrationFinished(ok, message);

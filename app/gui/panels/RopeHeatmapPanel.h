@@ -15,13 +15,11 @@
 
 class QComboBox;
 class QLabel;
-class QProgressBar;
 class QPushButton;
 class QSpinBox;
 
 namespace mlawb::gui {
 
-class BackgroundJob;
 class RopeHeatmap;
 
 class RopeHeatmapPanel : public PlotPanel {
@@ -78,7 +76,6 @@ private:
     std::optional<mlawb::ModelConfig> config_;
     std::optional<mlawb::RopeScores> scores_;
     mlawb::KeptPairs kept_;
-    BackgroundJob* job_ = nullptr;
 
     RopeHeatmap* heatmap_ = nullptr;
     QComboBox* quantity_ = nullptr;
@@ -89,8 +86,6 @@ private:
     QSpinBox* windows_ = nullptr;
     QSpinBox* seq_len_ = nullptr;
     QPushButton* calibrate_ = nullptr;
-    QPushButton* cancel_ = nullptr;
-    QProgressBar* progress_ = nullptr;
     QLabel* status_ = nullptr;
 };
 

@@ -23,13 +23,8 @@
 namespace mlawb::gui {
 
 SpectrumPanel::SpectrumPanel(QWidget* parent) : PlotPanel(parent) {
-    job_ = new BackgroundJob(this);
-    connect(job_, &BackgroundJob::progressed, this, [this](qint64 done, qint64 total) {
-        progress_->setRange(0, static_cast<int>(total));
-        progress_->setValue(static_cast<int>(done));
-    });
-    connect(job_, &BackgroundJob::finished, this, &SpectrumPanel::onComputeFinished);
     buildUi();
+    connect(job(), &BackgroundJob::finished, this, &SpectrumPanel::onComputeFinished);
 }
 
 void SpectrumPanel::buildUi() {
@@ -51,12 +46,8 @@ void SpectrumPanel::buildUi() {
     overlay_matrix_->setCurrentIndex(overlay_matrix_->count() - 1);  // joint
     overlay_matrix_->setToolTip(tr("The matrix drawn for every layer in the all-layers overlay"));
     compute_ = new QPushButton(tr("Compute spectra"));
-    cancel_ = new QPushButton(tr("Cancel"));
-    cancel_->setEnabled(false);
-    progress_ = new QProgressBar;
-    progress_->setRange(0, 1);
-    progress_->setValue(0);
-    auto* exportButton = new QPushButton(tr("Export…"));
+    createJobControls(compute_);
+    QPushButton* exportButton = makeExportButton();
     summary_ = new QLabel(tr("Open a model, choose a setting and compute its spectra."));
     summary_->setWordWrap(true);
     plot_ = new SpectrumPlot;
@@ -71,8 +62,8 @@ void SpectrumPanel::buildUi() {
     settingRow->addWidget(new QLabel(tr("d_kv")));
     settingRow->addWidget(d_kv_);
     settingRow->addWidget(compute_);
-    settingRow->addWidget(progress_, 1);
-    settingRow->addWidget(cancel_);
+    settingRow->addWidget(jobProgress(), 1);
+    settingRow->addWidget(jobCancel());
 
     auto* viewRow = new QHBoxLayout;
     viewRow->addWidget(new QLabel(tr("Layer")));
@@ -89,8 +80,6 @@ void SpectrumPanel::buildUi() {
     layout->addWidget(plot_, 1);
 
     connect(compute_, &QPushButton::clicked, this, &SpectrumPanel::startCompute);
-    connect(cancel_, &QPushButton::clicked, this, &SpectrumPanel::cancelCompute);
-    connect(exportButton, &QPushButton::clicked, this, &PlotPanel::chooseExportFile);
     const auto startFollowsStrategy = [this] { start_->setEnabled(strategy_->currentText() == QLatin1String("uniform")); };
     connect(strategy_, &QComboBox::currentTextChanged, this, startFollowsStrategy);
     startFollowsStrategy();
@@ -118,8 +107,8 @@ void SpectrumPanel::setSetting(const QString& strategy, int r, int dKv, int star
     start_->setValue(start);
 }
 
-bool SpectrumPanel::isComputing() const { return job_->isRunning(); }
-void SpectrumPanel::cancelCompute() { job_->cancel(); }
+bool SpectrumPanel::isComputing() const { return job()->isRunning(); }
+void SpectrumPanel::cancelCompute() { job()->cancel(); }
 
 bool SpectrumPanel::startCompute() {
     if (folder_.isEmpty()) return false;
@@ -131,7 +120,7 @@ bool SpectrumPanel::startCompute() {
     mask.strategy = strategy;
     mask.r = r;
     mask.start = start;
-    const bool started = job_->start([this, folder, strategy, r, start, dKv, scores, mask](const JobControl& control) {
+    const bool started = job()->start([this, folder, strategy, r, start, dKv, scores, mask](const JobControl& control) {
         const mlawb::ModelConfig config = mlawb::ModelConfig::from_file(folder + "/config.json");
         const mlawb::StrategyInfo& info = mlawb::find_strategy(strategy);
         if (info.needs_scores && !scores)
@@ -151,18 +140,12 @@ bool SpectrumPanel::startCompute() {
         return std::function<void()>([this, result, mask] { showReport(*result, mask); });
     });
     if (!started) return false;
-    compute_->setEnabled(false);
-    cancel_->setEnabled(true);
-    progress_->setRange(0, 0);
-    summary_->setText(tr("Computing spectra…"));
+    markJobStarted(tr("Computing spectra…"));
     return true;
 }
 
 void SpectrumPanel::onComputeFinished(bool ok, bool cancelled, const QString& message) {
-    compute_->setEnabled(true);
-    cancel_->setEnabled(false);
-    progress_->setRange(0, 1);
-    progress_->setValue(ok ? 1 : 0);
+    markJobEnded(ok);
     if (cancelled) summary_->setText(tr("Cancelled."));
     else if (!ok) reportError(tr("Spectra failed"), message);
     Q_EMIT computeFinished(ok, message);

@@ -14,13 +14,11 @@
 
 class QComboBox;
 class QLabel;
-class QProgressBar;
 class QPushButton;
 class QSpinBox;
 
 namespace mlawb::gui {
 
-class BackgroundJob;
 class SpectrumPlot;
 
 class SpectrumPanel : public PlotPanel {
@@ -67,7 +65,6 @@ private:
     std::optional<mlawb::RopeScores> scores_;
     std::optional<mlawb::SpectrumReport> report_;
     mlawb::MlaSpec report_mask_;
-    BackgroundJob* job_ = nullptr;
 
     SpectrumPlot* plot_ = nullptr;
     QComboBox* strategy_ = nullptr;
@@ -77,8 +74,6 @@ private:
     QComboBox* layer_ = nullptr;
     QComboBox* overlay_matrix_ = nullptr;
     QPushButton* compute_ = nullptr;
-    QPushButton* cancel_ = nullptr;
-    QProgressBar* progress_ = nullptr;
     QLabel* summary_ = nullptr;
 };
 
