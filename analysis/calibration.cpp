@@ -93,6 +93,8 @@ RopeScores calibrate_rope_scores(LlamaForCausalLMImpl& model, const std::vector<
             poll_cancel(options);
             DecoderLayer layer = model.layer(l);
             LlamaAttention& attention = *attentions[l];
+            // Layers split across devices (pipeline): the hidden state follows the layer.
+            if (h.device() != model.layer_device(l)) h = h.to(model.layer_device(l));
             // The projections the layer's attention will compute again; norms are taken before
             // RoPE, which rotates each pair and so leaves its norm unchanged.
             torch::Tensor x = layer->input_layernorm->forward(h);

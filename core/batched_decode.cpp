@@ -146,6 +146,14 @@ BatchedDecoder::BatchedDecoder(const LlamaForCausalLMImpl& model, const BatchedD
     Impl& m = *impl_;
     const ModelConfig& c = model.config();
     torch::NoGradGuard no_grad;
+    // One fused step per token on one device: a model whose layers are split across devices
+    // (--device a,b, a pipeline by layer) is refused rather than copied whole onto its first device.
+    bool split = model.placement().pipelined() || model.output_device() != model.device();
+    for (int64_t l = 0; l < c.n_layer; ++l) split = split || model.layer_device(l) != model.device();
+    if (split)
+        throw Error("", "--device",
+                    "the fused batched decode runs on one device; this model's layers are split across devices (" +
+                        model.placement().to_string() + "): give --device a single device");
     m.opt = options;
     m.device = model.device();
     m.dtype = model.dtype();

@@ -49,7 +49,9 @@ class BatchedDecoder {
 public:
     // Copies the weights of `model` (original attention, or MLA with joint SVD) on the model's
     // device and dtype. Throws mlawb::Error for what it cannot run (split SVD, partial-RoPE-only
-    // MLA, a CUDA device in a build without MLAWB_CUDA, a shape no kernel supports).
+    // MLA, a CUDA device in a build without MLAWB_CUDA, a shape no kernel supports, and a model
+    // whose layers are split across devices, `--device a,b`: the fused engine runs on one device,
+    // error naming --device).
     BatchedDecoder(const LlamaForCausalLMImpl& model, const BatchedDecodeOptions& options);
     // Random weights of `config` (N(0, 0.02), norms near 1) made directly on `device` in `dtype`;
     // with `mla`, the converted shapes. For speed measurements: no file, no CPU copy.

@@ -93,7 +93,14 @@ KVCache LlamaForCausalLMImpl::make_cache(const CacheOptions& options) const {
 torch::Tensor LlamaForCausalLMImpl::forward_hidden(const torch::Tensor& input_ids, KVCache& cache) {
     TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [B, T]");
     torch::Tensor h = model->embed_tokens->forward(input_ids.to(device()));
-    for (int64_t l = 0; l < config_.n_layer; ++l) h = layer(l)->forward(h, rope_, cache.layer(l));
+    for (int64_t l = 0; l < config_.n_layer; ++l) {
+        // Pipeline by layer: the hidden state follows the layer (a no-op on one device).
+        const torch::Device where = layer_device(l);
+        if (h.device() != where) h = h.to(where);
+        h = layer(l)->forward(h, rope_, cache.layer(l));
+    }
+    const torch::Device norm_device = model->norm->weight.device();
+    if (h.device() != norm_device) h = h.to(norm_device);
     return model->norm->forward(h);
 }
 
@@ -102,7 +109,9 @@ const torch::Tensor& LlamaForCausalLMImpl::output_weight() const {
 }
 
 torch::Tensor LlamaForCausalLMImpl::logits(const torch::Tensor& hidden) const {
-    return torch::matmul(hidden, output_weight().t());
+    const torch::Tensor& w = output_weight();
+    // A tied output weight stays with the embedding (first stage): the hidden state goes there.
+    return torch::matmul(hidden.device() == w.device() ? hidden : hidden.to(w.device()), w.t());
 }
 
 torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, KVCache& cache, LogitsFor which) {
@@ -114,10 +123,25 @@ torch::Tensor LlamaForCausalLMImpl::forward(const torch::Tensor& input_ids, KVCa
 
 torch::Device LlamaForCausalLMImpl::device() const { return model->embed_tokens->weight.device(); }
 torch::ScalarType LlamaForCausalLMImpl::dtype() const { return model->embed_tokens->weight.scalar_type(); }
+torch::Device LlamaForCausalLMImpl::layer_device(int64_t i) const { return layer(i)->input_layernorm->weight.device(); }
+torch::Device LlamaForCausalLMImpl::output_device() const { return output_weight().device(); }
+
+Placement LlamaForCausalLMImpl::placement() const {
+    if (placement_.pipelined()) return placement_;
+    return Placement{device(), dtype()};  // what the weights say (also before any place())
+}
 
 void LlamaForCausalLMImpl::place(const Placement& placement) {
     torch::NoGradGuard no_grad;
-    to(placement.device, placement.dtype);
+    const Placement where = placement.resolved(config_.n_layer);
+    const std::vector<torch::Device> devices = where.layer_devices(config_.n_layer);
+    // Module by module, so each layer goes straight to its own device and the CPU copy it leaves
+    // is freed before the next moves: no device ever holds more than its share.
+    model->embed_tokens->to(where.first_device(), where.dtype);
+    for (int64_t l = 0; l < config_.n_layer; ++l) layer(l)->to(devices[static_cast<size_t>(l)], where.dtype);
+    model->norm->to(where.last_device(), where.dtype);
+    if (!lm_head.is_empty()) lm_head->to(where.last_device(), where.dtype);
+    placement_ = where;
 }
 
 const char* dtype_name(torch::ScalarType dtype) {
@@ -129,30 +153,128 @@ const char* dtype_name(torch::ScalarType dtype) {
     }
 }
 
-std::string Placement::to_string() const { return device.str() + " " + dtype_name(dtype); }
+std::vector<torch::Device> Placement::stage_devices() const {
+    return stages.empty() ? std::vector<torch::Device>{device} : stages;
+}
+torch::Device Placement::first_device() const { return stages.empty() ? device : stages.front(); }
+torch::Device Placement::last_device() const { return stages.empty() ? device : stages.back(); }
 
-Placement parse_placement(const std::string& device, const std::string& dtype) {
+Placement Placement::resolved(int64_t n_layer) const {
+    Placement p = *this;
+    const int64_t n = static_cast<int64_t>(stage_devices().size());
+    if (!split.empty()) {
+        if (static_cast<int64_t>(split.size()) != n)
+            throw Error("", "--layer-split",
+                        std::to_string(split.size()) + " layer count(s) for " + std::to_string(n) + " device(s) in --device");
+        int64_t sum = 0;
+        for (int64_t c : split) {
+            if (c < 1) throw Error("", "--layer-split", "every device needs at least one layer, got " + std::to_string(c));
+            sum += c;
+        }
+        if (sum != n_layer)
+            throw Error("", "--layer-split",
+                        "the counts sum to " + std::to_string(sum) + ", but the model has " + std::to_string(n_layer) +
+                            " layers");
+        return p;
+    }
+    if (n > 1 && n > n_layer)
+        throw Error("", "--device",
+                    std::to_string(n) + " devices for a model of " + std::to_string(n_layer) +
+                        " layers: at most one device per layer");
+    p.split.clear();
+    for (int64_t s = 0; s < n; ++s) p.split.push_back(n_layer / n + (s < n_layer % n ? 1 : 0));
+    return p;
+}
+
+std::vector<torch::Device> Placement::layer_devices(int64_t n_layer) const {
+    const Placement p = resolved(n_layer);
+    const std::vector<torch::Device> devices = p.stage_devices();
+    std::vector<torch::Device> out;
+    for (size_t s = 0; s < devices.size(); ++s)
+        for (int64_t i = 0; i < p.split[s]; ++i) out.push_back(devices[s]);
+    return out;
+}
+
+std::string Placement::to_string() const {
+    if (!pipelined()) return device.str() + " " + dtype_name(dtype);
+    std::string out;
+    if (split.size() == stages.size()) {
+        int64_t first = 0;
+        for (size_t s = 0; s < stages.size(); ++s) {
+            const int64_t last = first + split[s] - 1;
+            out += stages[s].str() + "[" + std::to_string(first) + (last > first ? "-" + std::to_string(last) : "") + "] ";
+            first = last + 1;
+        }
+    } else {
+        for (size_t s = 0; s < stages.size(); ++s) out += (s ? "," : "") + stages[s].str();
+        out += " ";
+    }
+    return out + dtype_name(dtype);
+}
+
+namespace {
+
+torch::Device parse_one_device(const std::string& device, const std::string& whole) {
+    const std::string named = device == whole ? "'" + device + "'" : "'" + device + "' in '" + whole + "'";
+    if (device == "cpu") return torch::Device(torch::kCPU);
+    if (device.rfind("cuda", 0) != 0) throw Error("", "--device", "expected cpu, cuda or cuda:N, got " + named);
+    int64_t index = 0;
+    if (device.size() > 4) {
+        const std::string n = device.substr(4);
+        if (n.size() < 2 || n[0] != ':' || n.find_first_not_of("0123456789", 1) != std::string::npos || n.size() > 5)
+            throw Error("", "--device", "expected cpu, cuda or cuda:N, got " + named);
+        index = std::stoll(n.substr(1));
+    }
+    if (!torch::cuda::is_available())
+        throw Error("", "--device", named + " asked for, but this build's LibTorch sees no CUDA device");
+    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
+    if (index >= count) throw Error("", "--device", named + ": only " + std::to_string(count) + " CUDA device(s)");
+    return torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
+}
+
+// "a,b,c" -> {"a", "b", "c"}, empty items kept (so "a,,b" can be refused).
+std::vector<std::string> split_commas(const std::string& text) {
+    std::vector<std::string> out;
+    size_t start = 0;
+    while (true) {
+        const size_t comma = text.find(',', start);
+        out.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (comma == std::string::npos) return out;
+        start = comma + 1;
+    }
+}
+
+}  // namespace
+
+Placement parse_placement(const std::string& device, const std::string& dtype, const std::string& layer_split) {
     Placement p;
     if (dtype == "f32" || dtype == "float32") p.dtype = torch::kFloat32;
     else if (dtype == "bf16" || dtype == "bfloat16") p.dtype = torch::kBFloat16;
     else if (dtype == "f16" || dtype == "float16") p.dtype = torch::kFloat16;
     else throw Error("", "--dtype", "expected f32, bf16 or f16, got '" + dtype + "'");
-    if (device == "cpu") return p;
-    if (device.rfind("cuda", 0) != 0)
-        throw Error("", "--device", "expected cpu, cuda or cuda:N, got '" + device + "'");
-    int64_t index = 0;
-    if (device.size() > 4) {
-        const std::string n = device.substr(4);
-        if (n.size() < 2 || n[0] != ':' || n.find_first_not_of("0123456789", 1) != std::string::npos || n.size() > 5)
-            throw Error("", "--device", "expected cpu, cuda or cuda:N, got '" + device + "'");
-        index = std::stoll(n.substr(1));
+    const std::vector<std::string> items = split_commas(device);
+    for (const std::string& item : items)
+        if (item.empty())
+            throw Error("", "--device",
+                        "empty device in '" + device + "': expected cpu, cuda or cuda:N, or a comma list of them (cuda:0,cuda:1)");
+    for (const std::string& item : items) p.stages.push_back(parse_one_device(item, device));
+    p.device = p.stages.front();
+    if (p.stages.size() == 1) p.stages.clear();  // one device: the plain placement
+    if (!layer_split.empty()) {
+        for (const std::string& item : split_commas(layer_split)) {
+            const bool digits = !item.empty() && item.size() <= 9 && item.find_first_not_of("0123456789") == std::string::npos;
+            if (!digits || std::stoll(item) < 1)
+                throw Error("", "--layer-split",
+                            "expected a comma list of positive layer counts, one per device (e.g. 12,20), got '" +
+                                layer_split + "'");
+            p.split.push_back(std::stoll(item));
+        }
+        const size_t n = p.stage_devices().size();
+        if (p.split.size() != n)
+            throw Error("", "--layer-split",
+                        std::to_string(p.split.size()) + " layer count(s) for " + std::to_string(n) +
+                            " device(s) in --device '" + device + "'");
     }
-    if (!torch::cuda::is_available())
-        throw Error("", "--device", "'" + device + "' asked for, but this build's LibTorch sees no CUDA device");
-    const int64_t count = static_cast<int64_t>(torch::cuda::device_count());
-    if (index >= count)
-        throw Error("", "--device", "'" + device + "': only " + std::to_string(count) + " CUDA device(s)");
-    p.device = torch::Device(torch::kCUDA, static_cast<torch::DeviceIndex>(index));
     return p;
 }
 

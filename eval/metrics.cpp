@@ -1,6 +1,7 @@
 #include "eval/metrics.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 #include "eval/sequence_matcher.h"
 #include "eval/text_normalize.h"
 
@@ -399,12 +400,9 @@ std::vector<std::string> string_list(const json& v, const std::string& where, co
 }
 
 PredictionLine parse_prediction_line(const std::string& text, const std::string& where) {
-    json j;
-    try {
-        j = json::parse(text);
-    } catch (const json::parse_error& e) {
-        throw Error(where, "", std::string("malformed JSON: ") + e.what());
-    }
+    // Any JSON error is the file's (a number out of double range is out_of_range, not a
+    // parse_error), and the nesting is capped.
+    const json j = parse_json_text(text, where);
     if (!j.is_object()) throw Error(where, "", std::string("expected a JSON object, got ") + j.type_name());
     PredictionLine p;
     if (!j.contains("pred")) throw Error(where, "pred", "missing");
@@ -428,13 +426,7 @@ std::map<std::string, std::string> folder_dataset_metrics(const std::string& fol
     std::map<std::string, std::string> mapping = official_dataset_metrics();
     const std::string path = folder + "/dataset2metric.json";
     if (!fs::exists(path)) return mapping;
-    std::ifstream in(path);
-    json j;
-    try {
-        j = json::parse(in);
-    } catch (const json::parse_error& e) {
-        throw Error(path, "", std::string("malformed JSON: ") + e.what());
-    }
+    const json j = read_json_file(path);
     if (!j.is_object()) throw Error(path, "", "expected an object {dataset: metric}");
     for (const auto& [dataset, metric] : j.items()) {
         if (!metric.is_string()) throw Error(path, dataset, "expected a metric name");

@@ -506,8 +506,14 @@ std::string Trainer::save_checkpoint() {
         }
         std::sort(steps.begin(), steps.end());
         for (size_t i = 0; i + d.options.keep_checkpoints < steps.size(); ++i) {
-            std::error_code ignored;
-            fs::remove_all(steps[i], ignored);
+            // Renamed to a hidden name first: a process killed while removing leaves no
+            // half-deleted step folder under a visible name.
+            std::error_code ignored, renamed;
+            const fs::path doomed = steps[i].parent_path() /
+                                    ("." + steps[i].filename().string() + ".removing-" + std::to_string(getpid()));
+            fs::remove_all(doomed, ignored);
+            fs::rename(steps[i], doomed, renamed);
+            fs::remove_all(renamed ? steps[i] : doomed, ignored);
         }
     }
     return folder.string();
@@ -518,6 +524,29 @@ void Trainer::save_model(const std::string& out_folder) {
     const std::string state_text = d.state_json().dump(1) + "\n";
     save_model_folder(d.model, d.source, out_folder,
                       [&](const std::string& staging) { write_text(fs::path(staging) / kStateFile, state_text); });
+}
+
+bool Trainer::adopt_finished_output(const std::string& out_folder) {
+    Impl& d = *impl_;
+    try {
+        const json state = json::parse(read_text(fs::path(out_folder) / kStateFile));
+        if (!state.is_object() || state.value("format", "") != kStateFormat || !state.contains("run") ||
+            state.at("run") != d.run_identity() || state.at("step").get<int64_t>() != d.options.steps)
+            return false;
+        std::vector<StepLog> log;
+        for (const json& s : state.at("log")) log.push_back(step_from_json(s));
+        if (static_cast<int64_t>(log.size()) != d.options.steps) return false;
+        WindowSampler sampler = d.sampler;
+        sampler.set_state(state.at("sampler_state").get<std::string>());
+        const int64_t tokens_seen = state.at("tokens_seen").get<int64_t>();
+        d.sampler = sampler;
+        d.step = d.options.steps;
+        d.tokens_seen = tokens_seen;
+        d.log = std::move(log);
+        return true;
+    } catch (const std::exception&) {  // unreadable, malformed or another kind of folder
+        return false;
+    }
 }
 
 int64_t Trainer::step() const { return impl_->step; }

@@ -89,6 +89,7 @@ struct StepLog {
 struct ModelFolderSource {
     std::string config_json;       // config.json text to write (with the "mla" block for MLA models)
     std::string tokenizer_folder;  // tokenizer.json, tokenizer_config.json, ... are copied from here
+                                   // at every save: a folder that stays (not a checkpoint that --keep removes)
 };
 
 // Mean next-token cross-entropy of windows [B, T + 1] int64 (on the model's device): inputs
@@ -148,6 +149,12 @@ public:
     // The current weights as a loadable model folder (plus trainer_state.json, without the
     // optimizer), atomically; `out_folder` must not exist.
     void save_model(const std::string& out_folder);
+    // Takes over a finished run's output folder (what save_model wrote): true when its
+    // trainer_state.json is this run's (same hyper-parameters and data) at options.steps, and
+    // then step, tokens seen, window sampler and log are the folder's (the weights are not
+    // read). False, with nothing changed, for any other folder. For a run killed after its
+    // output folder was renamed into place but before the store recorded its end.
+    bool adopt_finished_output(const std::string& out_folder);
 
     int64_t step() const;                      // updates done
     int64_t tokens_seen() const;

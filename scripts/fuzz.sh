@@ -19,7 +19,7 @@ JOBS=${MLAWB_JOBS:-2}
 RSS_MB=${MLAWB_FUZZ_RSS_MB:-2048}
 SHARED_DIR=${MLAWB_SHARED_DIR:-$SOURCE_DIR/../shared}
 ALL_TARGETS=(fuzz_safetensors fuzz_config fuzz_tokenizer_load fuzz_tokenizer_encode fuzz_longbench
-             fuzz_mla_spec fuzz_rope_scores fuzz_custom_mask)
+             fuzz_mla_spec fuzz_rope_scores fuzz_custom_mask fuzz_prediction_folder)
 [ $# -gt 0 ] && TARGETS=("$@") || TARGETS=("${ALL_TARGETS[@]}")
 
 # Debian's clang package ships libFuzzer and the sanitizer runtimes; install it like setup-deps.sh.

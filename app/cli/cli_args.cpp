@@ -64,23 +64,29 @@ ParsedArgs parse_args(const std::vector<std::string>& args, const OptionSpec& sp
 OptionSpec with_device_options(OptionSpec spec) {
     spec.valued.insert("--device");
     spec.valued.insert("--dtype");
+    spec.valued.insert("--layer-split");
     return spec;
 }
 
-namespace {
-Placement placement_of(const ParsedArgs& args) { return parse_placement(args.value("--device", "cpu"), args.value("--dtype", "f32")); }
-}  // namespace
+Placement placement_of(const ParsedArgs& args) {
+    return parse_placement(args.value("--device", "cpu"), args.value("--dtype", "f32"), args.value("--layer-split"));
+}
 
 std::string device_option_text(const ParsedArgs& args) { return placement_of(args).to_string(); }
 
 void apply_device_option(LoadedModel& model, const ParsedArgs& args) {
     const Placement where = placement_of(args);
-    if (where.device != model.model->device() || where.dtype != model.model->dtype()) model.model->place(where);
+    // A pipeline is always placed (layer by layer); one device only when it changes anything.
+    if (where.pipelined() || model.model->placement().pipelined() || where.device != model.model->device() ||
+        where.dtype != model.model->dtype())
+        model.model->place(where);
 }
 
 void on_device_in_f32(LoadedModel& model, const ParsedArgs& args, const std::function<void()>& work) {
     Placement where = placement_of(args);
-    if (where.device.is_cpu()) {
+    bool all_cpu = true;
+    for (const torch::Device& d : where.stage_devices()) all_cpu = all_cpu && d.is_cpu();
+    if (all_cpu) {
         work();
         return;
     }

@@ -32,22 +32,29 @@ struct ParsedArgs {
 // Throws mlawb::Error("", option, reason) for unknown options or missing values.
 ParsedArgs parse_args(const std::vector<std::string>& args, const OptionSpec& spec);
 
-// --device cpu|cuda|cuda:N and --dtype f32|bf16|f16: where a model command computes and the
-// dtype of weights and cache (default cpu f32). `spec` plus these two valued options.
+// --device cpu|cuda|cuda:N (or a comma list, one pipeline stage per device: cuda:0,cuda:1),
+// --dtype f32|bf16|f16 and --layer-split N,M (layers per device; default balanced): where a model
+// command computes and the dtype of weights and cache (default cpu f32). `spec` plus these three
+// valued options.
 OptionSpec with_device_options(OptionSpec spec);
-// "cpu f32", "cuda:0 bf16", ...; throws mlawb::Error("", "--device" or "--dtype", ...) when the
-// values are malformed or no CUDA device is there.
+// "cpu f32", "cuda:0 bf16", "cuda:0,cuda:1 bf16", ...; throws mlawb::Error("", "--device",
+// "--dtype" or "--layer-split", ...) when the values are malformed or no CUDA device is there.
 std::string device_option_text(const ParsedArgs& args);
 
 }  // namespace mlawb::cli
 
 namespace mlawb {
 struct LoadedModel;
+struct Placement;
 }
 namespace mlawb::cli {
-// Moves a loaded (and, with --mla, converted) model to --device / --dtype.
+// --device / --dtype / --layer-split parsed (parse_placement); the split is checked against the
+// model's layers when placed.
+Placement placement_of(const ParsedArgs& args);
+// Moves a loaded (and, with --mla, converted) model to --device / --dtype / --layer-split.
 void apply_device_option(LoadedModel& model, const ParsedArgs& args);
-// Runs `work` with the model on --device in float32 (calibration forward passes), then puts it
-// back on the CPU in float32 (where conversion runs); exact, as float32 round-trips.
+// Runs `work` with the model on --device (every stage of a list) in float32 (calibration forward
+// passes), then puts it back on the CPU in float32 (where conversion runs); exact, as float32
+// round-trips.
 void on_device_in_f32(LoadedModel& model, const ParsedArgs& args, const std::function<void()>& work);
 }  // namespace mlawb::cli

@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/llama_model.h"
 #include "eval/longbench.h"
+#include "eval/longbench_run.h"
 #include "eval/metrics.h"
 #include "eval/multiple_choice.h"
 #include "eval/perplexity.h"
@@ -100,25 +101,9 @@ RunRequest base_request(const EvalContext& ctx, const std::string& task, const s
     req.options_json = options.dump();
     req.git_revision = MLAWB_GIT_REVISION;
     req.host = host_name();
-    req.device = ctx.model.model->device().str() + " " + dtype_name(ctx.model.model->dtype());
+    req.device = ctx.model.model->placement().to_string();  // "cuda:0 bf16", "cuda:0[0-15] cuda:1[16-31] bf16"
     req.threads = at::get_num_threads();
     return req;
-}
-
-// The memory row of a run: the memory model's nominal and real KV bytes per token (all layers)
-// for the setting's cache (bits, group, residual window), and this process's peak RSS.
-MemoryRow memory_row(const MemoryEstimate& memory, const MlaSpec& spec) {
-    MemoryRow mem;
-    mem.kv_elements_per_token = memory.elements_per_token;
-    mem.bytes_formula = memory.nominal_bytes_per_token;
-    mem.bytes_real = memory.real_bytes_per_token;
-    mem.kv_bits = spec.kv_bits;
-    mem.kv_group = spec.kv_bits < 16 ? spec.kv_group : 0;
-    mem.kv_residual = spec.kv_bits < 16 ? spec.residual : 0;
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    mem.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
-    return mem;
 }
 
 void record_memory_row(const EvalContext& ctx, int64_t run_id) {
@@ -275,85 +260,51 @@ int cmd_eval(const ParsedArgs& a, Io& io) {
     json runs = json::object(), scores = json::object();
     std::map<std::string, double> dataset_scores;
     int status = 0;
+    LongBenchRunOptions run_options;
+    run_options.limit = limit;
+    run_options.max_prompt = max_prompt;
+    run_options.bucket_edges = edges;
+    run_options.stop_reason = "interrupted";
     for (const std::string& name : datasets) {
         LongBenchDataset data = tasks.load(name, strict);
         for (const std::string& bad : data.malformed) io.err << "warning: skipped " << bad << "\n";
         RunRequest req;
         req.model_id = model_id;
         req.setting_id = setting_id;
-        req.task = "longbench";
-        req.dataset = name;
         req.options_json =
             longbench_run_options_json(limit, max_prompt, edges, tasks.folder(), dtype_name(m.model->dtype()));
         req.git_revision = MLAWB_GIT_REVISION;
         req.host = host_name();
-        req.device = m.model->device().str() + " " + dtype_name(m.model->dtype());
+        req.device = m.model->placement().to_string();
         req.threads = at::get_num_threads();
-        req.malformed_lines = static_cast<int64_t>(data.malformed.size());
-        RunHandle run = store.begin_or_resume_run(req);
-        runs[name] = run.run_id;
-        if (!run.finished) {
-            if (run.resumed && !run.recorded_sample_ids.empty())
-                io.err << name << ": resuming run " << run.run_id << " (" << run.recorded_sample_ids.size()
-                       << " samples already recorded)\n";
-            DatasetEvalOptions options;
-            options.limit = limit;
-            options.max_prompt = max_prompt;
-            options.already_done = [&](const std::string& id) { return run.recorded_sample_ids.count(id) > 0; };
-            options.on_sample = [&](const SampleResult& s) {
-                SampleRow row;
-                row.sample_id = s.id;
-                row.prompt_tokens = s.prompt_tokens;
-                row.truncated = s.truncated;
-                row.prediction = s.prediction;
-                row.score = s.score;
-                row.latency_ms = s.latency_ms;
-                row.generated_tokens = s.generated_tokens;
-                row.length = s.length;
-                store.record_sample(run.run_id, row);
-            };
-            ProgressLine progress(io.err, name);
-            options.progress = [&](int64_t done, int64_t total, int64_t tokens) { progress.update(done, total, tokens, "prompt tok/s"); };
-            options.cancelled = [] { return g_interrupted.load(); };
-            try {
-                evaluate_dataset(m, tasks, data, options);
-                progress.finish();
-            } catch (const Cancelled&) {
-                progress.finish();
-                store.finish_run(run.run_id, RunStatus::Cancelled, "interrupted");
-                std::signal(SIGINT, previous);
-                io.err << "stopped: " << store.recorded_sample_ids(run.run_id).size() << " samples of " << name
-                       << " recorded in " << db_path << "; run the same command again to resume\n";
-                return 130;
-            } catch (const std::exception& e) {
-                progress.finish();
-                store.finish_run(run.run_id, RunStatus::Failed, e.what());
-                std::signal(SIGINT, previous);
-                throw;
-            }
+        ProgressLine progress(io.err, name);
+        LongBenchRunEvents events;
+        int64_t run_id = 0;
+        events.started = [&](const RunHandle& run, int64_t recorded, double) {
+            run_id = run.run_id;
+            runs[name] = run.run_id;
+            if (!run.finished && run.resumed && recorded > 0)
+                io.err << name << ": resuming run " << run.run_id << " (" << recorded << " samples already recorded)\n";
+        };
+        events.progress = [&](int64_t done, int64_t total, int64_t tokens) { progress.update(done, total, tokens, "prompt tok/s"); };
+        events.cancelled = [] { return g_interrupted.load(); };
+        LongBenchRunOutcome outcome;
+        try {
+            outcome = run_longbench_dataset(m, tasks, data, store, req, memory, spec, run_options, events);
+            progress.finish();
+        } catch (const Cancelled&) {
+            progress.finish();
+            std::signal(SIGINT, previous);
+            io.err << "stopped: " << store.recorded_sample_ids(run_id).size() << " samples of " << name
+                   << " recorded in " << db_path << "; run the same command again to resume\n";
+            return 130;
+        } catch (...) {
+            progress.finish();
+            std::signal(SIGINT, previous);
+            throw;
         }
-        // Scores from everything recorded for the run (this process's samples and earlier ones).
-        std::vector<SampleResult> all;
-        for (const SampleRow& row : store.samples(run.run_id)) {
-            SampleResult s;
-            s.id = row.sample_id;
-            s.prompt_tokens = row.prompt_tokens;
-            s.score = row.score;
-            all.push_back(s);
-        }
-        std::map<std::string, double> agg = aggregate_scores(name, all, edges);
-        std::vector<MetricRow> metric_rows;
-        for (const auto& [key, value] : agg) {
-            scores[key] = value;
-            const auto at = key.find('@');
-            metric_rows.push_back({tasks.metric_name(name), at == std::string::npos ? "" : key.substr(at + 1), value});
-        }
-        dataset_scores[name] = agg[name];
-        if (!run.finished) {
-            store.record_metrics(run.run_id, metric_rows);
-            store.record_memory(run.run_id, memory_row(memory, spec));
-            store.finish_run(run.run_id, RunStatus::Finished);
-        }
+        for (const auto& [key, value] : outcome.scores) scores[key] = value;
+        dataset_scores[name] = outcome.scores[name];
     }
     std::signal(SIGINT, previous);
     const double overall = overall_score(dataset_scores);
@@ -376,7 +327,8 @@ std::vector<Command> eval_commands() {
     return {
         {"eval",
          "mlawb eval MODEL (--tasks DIR [--datasets a,b] [--max-prompt N] [--buckets 0,512,1024,2048] | --perplexity FILE "
-         "[--window N] | --mc FILE.jsonl) [--mla SPEC] [--limit N] [--db FILE] [--strict] [--json] [--threads N] [--device D] [--dtype T]",
+         "[--window N] | --mc FILE.jsonl) [--mla SPEC] [--limit N] [--db FILE] [--strict] [--json] [--threads N] "
+         "[--device D[,D...]] [--layer-split N,M] [--dtype T]",
          "LongBench-style evaluation with greedy decoding; every sample recorded in SQLite; Ctrl-C stops and the same "
          "command resumes",
          with_device_options({{"--tasks", "--datasets", "--mla", "--limit", "--max-prompt", "--db", "--buckets", "--threads",

@@ -2,7 +2,9 @@
 // MHA2MLA does before its continued pre-training), logged per step to the results store as a
 // run of task "finetune", checkpointed every N steps, resumable with --resume, written as a
 // loadable model folder at the end. Ctrl-C stops after the current micro-batch and leaves the
-// last checkpoint.
+// last checkpoint. With --resume, an --out folder that already holds this run's finished result
+// (a run killed after writing it but before the store recorded its end) is kept as it is and
+// the run recorded as finished.
 #include "app/cli/commands.h"
 #include "app/cli/progress.h"
 
@@ -117,7 +119,11 @@ int cmd_finetune(const ParsedArgs& a, Io& io) {
     const std::string base_folder = a.positional[0];
     std::string out = a.value("--out");
     while (out.size() > 1 && out.back() == '/') out.pop_back();  // "dir/" -> checkpoints beside it, not inside
-    if (fs::exists(out)) throw Error(out, "--out", "already exists; choose a new folder (nothing is overwritten)");
+    // With --resume an existing --out may be this run's finished output (a run killed after
+    // writing it but before the store recorded its end): checked once the run is known.
+    const bool out_exists = fs::exists(out);
+    if (out_exists && !a.has("--resume"))
+        throw Error(out, "--out", "already exists; choose a new folder (nothing is overwritten)");
     const std::vector<std::string> data_files = split_list(a.value("--data"));
     for (const std::string& f : data_files)
         if (!fs::is_regular_file(f)) throw Error(f, "--data", "no such file");
@@ -143,6 +149,11 @@ int cmd_finetune(const ParsedArgs& a, Io& io) {
     const int64_t log_every = a.integer("--log-every", 10, 1, 1LL << 40);
     // Weights stay float32 (AdamW's master copy); on CUDA the forward runs under bf16 autocast.
     const Placement placement = parse_placement(a.value("--device", "cpu"), "f32");
+    // The trainer keeps its batches, optimizer state and gradient norm on one device.
+    if (placement.pipelined())
+        throw Error("", "--device",
+                    "finetune trains on one device; a device list (layers split across devices) is for the "
+                    "inference commands (generate, perplexity, eval, ...)");
     const torch::Device device = placement.device;
 
     // The model: the checkpoint folder when resuming (it is already converted), else the base
@@ -204,8 +215,13 @@ int cmd_finetune(const ParsedArgs& a, Io& io) {
         o.heldout_max_windows = a.integer("--heldout-windows", -1, 1, 1LL << 40);
     }
 
-    Trainer trainer(*m.model, stream.ids, o, ModelFolderSource{config_text, m.folder});
+    // The tokenizer files of every checkpoint and of --out are copied from the base model folder
+    // (a resumed run's own checkpoint folder is removed once --keep newer ones exist).
+    Trainer trainer(*m.model, stream.ids, o, ModelFolderSource{config_text, base_folder});
     if (!resume_folder.empty()) trainer.resume(resume_folder, /*weights_loaded=*/true);
+    const bool adopted = out_exists && trainer.adopt_finished_output(out);
+    if (out_exists && !adopted)
+        throw Error(out, "--out", "already exists; choose a new folder (nothing is overwritten)");
 
     // The results store: one run per (base model, setting, options); a resumed run continues it.
     const std::string db_path = a.value("--db", kDefaultResultsDb);
@@ -267,8 +283,17 @@ int cmd_finetune(const ParsedArgs& a, Io& io) {
         last_checkpoint = folder;
         io.err << "checkpoint: " << folder << "\n";
     };
+    if (adopted) {
+        // Training and the folder are complete: record what the folder holds, then the end.
+        io.err << "finetune: " << out << " already holds this run's result (step " << trainer.step()
+               << "); recording the run's end\n";
+        std::vector<TrainingStepRow> rows;
+        for (const StepLog& s : trainer.log())
+            rows.push_back({s.step, s.loss, s.lr, s.grad_norm, s.tokens_per_s, s.heldout_ppl});
+        store.record_training_steps(run.run_id, rows);
+    }
     try {
-        trainer.run(cb, stop_after);
+        if (!adopted) trainer.run(cb, stop_after);
     } catch (const Cancelled&) {
         std::signal(SIGINT, previous);
         store.finish_run(run.run_id, RunStatus::Cancelled, "interrupted at step " + std::to_string(trainer.step()));
@@ -290,7 +315,7 @@ int cmd_finetune(const ParsedArgs& a, Io& io) {
             io.out << json{{"stopped_at", trainer.step()}, {"checkpoint", last_checkpoint}, {"run", run.run_id}}.dump(2) << "\n";
         return 0;
     }
-    trainer.save_model(out);
+    if (!adopted) trainer.save_model(out);
 
     const StepLog& last = trainer.log().back();
     std::optional<double> heldout;

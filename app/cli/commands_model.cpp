@@ -110,12 +110,23 @@ int cmd_info(const ParsedArgs& a, Io& io) {
     } else {
         s = ModelSummary::from_folder(target);
     }
-    // The engine's cache at --device/--dtype (checked here: a bad value fails before any work).
-    const Placement where = parse_placement(a.value("--device", "cpu"), a.value("--dtype", "f32"));
+    // The engine's cache at --device/--dtype (checked here: a bad value fails before any work);
+    // a device list shows which layers each device would hold (--layer-split checked here too).
+    const Placement where = placement_of(a).resolved(s.config.n_layer);
     const int64_t engine_kv = s.kv_bytes_per_token(static_cast<int>(c10::elementSize(where.dtype)));
     if (a.flag("--json")) {
         json j = summary_json(s);
         j["engine"] = {{"device", where.device.str()}, {"dtype", dtype_name(where.dtype)}, {"kv_bytes_per_token", engine_kv}};
+        if (where.pipelined()) {
+            json stages = json::array();
+            int64_t first = 0;
+            for (size_t k = 0; k < where.stages.size(); ++k) {
+                stages.push_back({{"device", where.stages[k].str()}, {"first_layer", first}, {"layers", where.split[k]}});
+                first += where.split[k];
+            }
+            j["engine"]["stages"] = stages;
+            j["engine"]["placement"] = where.to_string();
+        }
         io.out << j.dump(2) << "\n";
     } else {
         print_summary(io.out, s);
@@ -223,17 +234,18 @@ int cmd_perplexity(const ParsedArgs& a, Io& io) {
 
 std::vector<Command> model_commands() {
     return {
-        {"info", "mlawb info MODEL [--json] [--config-only] [--device D] [--dtype T]",
+        {"info", "mlawb info MODEL [--json] [--config-only] [--device D[,D...]] [--layer-split N,M] [--dtype T]",
          "architecture, parameters, heads, RoPE settings and KV-cache bytes per token (MODEL: folder, or config.json with --config-only)",
          with_device_options({{}, {"--json", "--config-only", "--help"}}), cmd_info},
         {"tokenize", "mlawb tokenize MODEL TEXT [--json]", "token ids of TEXT under the model's tokenizer.json",
          {{}, {"--json", "--help"}}, cmd_tokenize},
-        {"generate", "mlawb generate MODEL --prompt TEXT [--max-new N] [--mla SPEC] [--json] [--threads N] [--device D] [--dtype T]",
+        {"generate", "mlawb generate MODEL --prompt TEXT [--max-new N] [--mla SPEC] [--json] [--threads N] [--device D[,D...]] "
+         "[--layer-split N,M] [--dtype T]",
          "greedy continuation with the KV cache, stopping at eos",
          with_device_options({{"--prompt", "--max-new", "--threads", "--mla"}, {"--json", "--help"}}),
          cmd_generate},
         {"perplexity", "mlawb perplexity MODEL --text FILE [--window 2048] [--max-windows N] [--mla SPEC] [--json] [--threads N] "
-         "[--device D] [--dtype T]",
+         "[--device D[,D...]] [--layer-split N,M] [--dtype T]",
          "perplexity over non-overlapping windows (first token of each window not scored)",
          with_device_options({{"--text", "--window", "--max-windows", "--threads", "--mla"}, {"--json", "--help"}}),
          cmd_perplexity},

@@ -36,7 +36,7 @@ namespace {
 const char* const kRecommendUsage =
     "mlawb recommend MODEL --budget 20% [--calib FILE] [--scores FILE] [--tasks DIR [--datasets a,b] [--limit N] "
     "[--evaluate K] [--db FILE]] [--per-family N] [--ppl-tokens N] [--strategies a,b] [--r 1,2,4] [--d-kv 8,16] "
-    "[--kv-bits 16,4] [--device D] [--dtype T] [--json]";
+    "[--kv-bits 16,4] [--device D[,D...]] [--layer-split N,M] [--dtype T] [--json]";
 
 std::vector<std::string> split_list(const std::string& text) {
     std::vector<std::string> out;
@@ -113,7 +113,7 @@ struct Evaluated {
 // `mlawb eval` in this process on the task folder; nullopt when it failed (its error printed).
 std::optional<Evaluated> evaluate(const ParsedArgs& a, const std::string& folder, const std::string& spec, Io& io) {
     std::vector<std::string> args = {"eval", folder, "--tasks", a.value("--tasks"), "--mla", spec, "--json"};
-    for (const char* name : {"--datasets", "--limit", "--max-prompt", "--db", "--device", "--dtype"})
+    for (const char* name : {"--datasets", "--limit", "--max-prompt", "--db", "--device", "--dtype", "--layer-split"})
         if (a.has(name)) {
             args.push_back(name);
             args.push_back(a.value(name));

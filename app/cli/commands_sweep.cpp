@@ -27,6 +27,7 @@
 #include <set>
 #include <sstream>
 #include <sys/wait.h>
+#include <thread>
 #include <unistd.h>
 
 namespace mlawb::cli {
@@ -69,12 +70,14 @@ std::vector<int64_t> bucket_edges(const ParsedArgs& a) {
 }
 
 // The eval options a sweep passes through unchanged.
-const std::vector<std::string> kPassValued = {"--limit", "--max-prompt", "--buckets", "--device", "--dtype"};
+const std::vector<std::string> kPassValued = {"--limit",  "--max-prompt", "--buckets",
+                                              "--device", "--dtype",      "--layer-split"};
 const std::vector<std::string> kPassFlags = {"--strict"};
 
 const char* const kSweepUsage =
     "mlawb sweep MODEL --grid \"strategy=high,2-norm;r=2,4,8;d_kv=8,16,32\" --tasks DIR [--datasets a,b] [--limit N] "
-    "[--max-prompt N] [--buckets E] --db FILE [--shard i/N | --workers N | --devices 0,1] [--device D] [--dtype T] "
+    "[--max-prompt N] [--buckets E] --db FILE [--shard i/N | --workers N | --devices 0,1] [--device D[,D...]] "
+    "[--layer-split N,M] [--dtype T] "
     "[--plan] [--json]";
 
 // Everything the sweep decided before running anything.
@@ -206,6 +209,8 @@ int run_workers(const ParsedArgs& a, Io& io) {
         devices = split_list(a.value("--devices"));
         if (devices.empty()) throw Error("", "--devices", "expected GPU indices, e.g. 0,1");
         if (a.has("--device")) throw Error("", "--device", "--devices sets each worker's device; drop --device");
+        if (a.has("--layer-split"))
+            throw Error("", "--layer-split", "--devices gives each worker one GPU; a layer split needs --device a,b");
         count = static_cast<int64_t>(devices.size());
     } else {
         count = a.integer("--workers", 1, 1, 256);
@@ -219,8 +224,12 @@ int run_workers(const ParsedArgs& a, Io& io) {
 
     std::vector<pid_t> pids;
     std::vector<std::string> logs;
+    // Workers share the host's cores: without --threads each takes its share, since N processes
+    // each spinning up every core's worth of OpenMP threads run several times slower than one.
+    const int64_t cores = std::max<int64_t>(1, static_cast<int64_t>(std::thread::hardware_concurrency()));
     for (int64_t k = 0; k < count; ++k) {
-        const std::vector<std::string> args = worker_args(a, ShardSpec{k, count}, devices.empty() ? "" : "cuda");
+        std::vector<std::string> args = worker_args(a, ShardSpec{k, count}, devices.empty() ? "" : "cuda");
+        if (!a.has("--threads")) args.insert(args.end(), {"--threads", std::to_string(std::max<int64_t>(1, cores / count))});
         const std::string log = db + ".worker-" + std::to_string(k) + ".log";
         const pid_t pid = fork();
         if (pid < 0) throw Error("", "--workers", "fork failed");

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/llama_model.h"
 #include "eval/longbench.h"
+#include "eval/longbench_run.h"
 #include "eval/metrics.h"
 #include "eval/runner.h"
 #include "eval/store.h"
@@ -16,7 +17,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <sys/resource.h>
 #include <unistd.h>
 
 namespace mlawb::gui {
@@ -37,12 +37,6 @@ std::string hostName() {
     char buf[256] = {0};
     gethostname(buf, sizeof(buf) - 1);
     return buf;
-}
-
-int64_t peakRssBytes() {
-    rusage usage{};
-    getrusage(RUSAGE_SELF, &usage);
-    return static_cast<int64_t>(usage.ru_maxrss) * 1024;
 }
 
 }  // namespace
@@ -119,121 +113,76 @@ EvalOutcome run_longbench_evaluation(const EvalRequest& request,
     outcome.spec = spec_text;
     std::map<std::string, double> dataset_scores;
     int64_t overall_done = 0, new_samples = 0;
+    LongBenchRunOptions run_options;
+    run_options.limit = request.limit;
+    run_options.max_prompt = request.max_prompt;
+    run_options.bucket_edges = request.buckets;
+    run_options.stop_reason = "cancelled in the workbench";
     for (const LongBenchDataset& dataset : data) {
         const std::string& name = dataset.name;
         RunRequest req;
         req.model_id = model_id;
         req.setting_id = setting_id;
-        req.task = "longbench";
-        req.dataset = name;
         req.options_json = options;
         req.git_revision = MLAWB_GIT_REVISION;
         req.host = hostName();
-        req.device = "cpu";
+        req.device = model.model->placement().to_string();
         req.threads = at::get_num_threads();
-        req.malformed_lines = static_cast<int64_t>(dataset.malformed.size());
-        const RunHandle run = store.begin_or_resume_run(req);
-        outcome.run_ids[name] = run.run_id;
 
         const auto records = static_cast<int64_t>(dataset.records.size());
         const int64_t total = request.limit >= 0 ? std::min(records, request.limit) : records;
         double score_sum = 0;
-        int64_t recorded = 0;
-        for (const SampleRow& row : store.samples(run.run_id)) {
-            score_sum += row.score;
+        int64_t recorded = 0, done_here = 0, run_id = 0;
+        LongBenchRunEvents events;
+        events.started = [&](const RunHandle& run, int64_t already, double already_sum) {
+            run_id = run.run_id;
+            outcome.run_ids[name] = run.run_id;
+            recorded = already;
+            score_sum = already_sum;
+            EvalProgress started;
+            started.event = EvalProgress::Event::DatasetStarted;
+            started.dataset = name;
+            started.run_id = run.run_id;
+            started.resumed = run.resumed;
+            started.already_finished = run.finished;
+            started.dataset_done = run.finished ? total : std::min(recorded, total);
+            started.dataset_total = total;
+            started.overall_done = overall_done + started.dataset_done;
+            started.overall_total = overall_total;
+            started.new_samples = new_samples;
+            started.score_percent = recorded > 0 ? 100.0 * score_sum / static_cast<double>(recorded) : 0.0;
+            done_here = started.dataset_done;
+            if (report) report(started);
+        };
+        events.recorded = [&](const SampleResult& s) {
+            score_sum += s.score;
             ++recorded;
-        }
-        EvalProgress started;
-        started.event = EvalProgress::Event::DatasetStarted;
-        started.dataset = name;
-        started.run_id = run.run_id;
-        started.resumed = run.resumed;
-        started.already_finished = run.finished;
-        started.dataset_done = run.finished ? total : std::min(recorded, total);
-        started.dataset_total = total;
-        started.overall_done = overall_done + started.dataset_done;
-        started.overall_total = overall_total;
-        started.new_samples = new_samples;
-        started.score_percent = recorded > 0 ? 100.0 * score_sum / static_cast<double>(recorded) : 0.0;
-        if (report) report(started);
-
-        if (!run.finished) {
-            int64_t done_here = started.dataset_done;
-            DatasetEvalOptions eval;
-            eval.limit = request.limit;
-            eval.max_prompt = request.max_prompt;
-            eval.already_done = [&](const std::string& id) { return run.recorded_sample_ids.count(id) > 0; };
-            eval.cancelled = cancelled;
-            eval.on_sample = [&](const SampleResult& s) {
-                SampleRow row;
-                row.sample_id = s.id;
-                row.prompt_tokens = s.prompt_tokens;
-                row.truncated = s.truncated;
-                row.prediction = s.prediction;
-                row.score = s.score;
-                row.latency_ms = s.latency_ms;
-                row.generated_tokens = s.generated_tokens;
-                row.length = s.length;
-                if (!store.record_sample(run.run_id, row)) return;  // another process recorded it first
-                score_sum += s.score;
-                ++recorded;
-                ++done_here;
-                ++new_samples;
-                EvalProgress p;
-                p.event = EvalProgress::Event::Sample;
-                p.dataset = name;
-                p.run_id = run.run_id;
-                p.dataset_done = done_here;
-                p.dataset_total = total;
-                p.overall_done = overall_done + done_here;
-                p.overall_total = overall_total;
-                p.new_samples = new_samples;
-                p.score_percent = 100.0 * score_sum / static_cast<double>(recorded);
-                p.sample_id = s.id;
-                if (report) report(p);
-            };
-            try {
-                evaluate_dataset(model, tasks, dataset, eval);
-            } catch (const Cancelled&) {
-                store.finish_run(run.run_id, RunStatus::Cancelled, "cancelled in the workbench");
-                throw;
-            } catch (const std::exception& e) {
-                store.finish_run(run.run_id, RunStatus::Failed, e.what());
-                throw;
-            }
-        }
-        // Scores from everything recorded for the run, as `mlawb eval` computes them.
-        std::vector<SampleResult> all;
-        for (const SampleRow& row : store.samples(run.run_id)) {
-            SampleResult s;
-            s.id = row.sample_id;
-            s.prompt_tokens = row.prompt_tokens;
-            s.score = row.score;
-            all.push_back(s);
-        }
-        const std::map<std::string, double> agg = aggregate_scores(name, all, request.buckets);
-        std::vector<MetricRow> metric_rows;
-        for (const auto& [key, value] : agg) {
-            outcome.scores[key] = value;
-            const auto at = key.find('@');
-            metric_rows.push_back({tasks.metric_name(name), at == std::string::npos ? "" : key.substr(at + 1), value});
-        }
-        const auto headline = agg.find(name);
-        dataset_scores[name] = headline != agg.end() ? headline->second : 0.0;
-        if (!run.finished) {
-            store.record_metrics(run.run_id, metric_rows);
-            MemoryRow mem;
-            mem.kv_elements_per_token = memory.elements_per_token;
-            mem.bytes_formula = memory.nominal_bytes_per_token;
-            mem.peak_rss_bytes = peakRssBytes();
-            store.record_memory(run.run_id, mem);
-            store.finish_run(run.run_id, RunStatus::Finished);
-        }
+            ++done_here;
+            ++new_samples;
+            EvalProgress p;
+            p.event = EvalProgress::Event::Sample;
+            p.dataset = name;
+            p.run_id = run_id;
+            p.dataset_done = done_here;
+            p.dataset_total = total;
+            p.overall_done = overall_done + done_here;
+            p.overall_total = overall_total;
+            p.new_samples = new_samples;
+            p.score_percent = 100.0 * score_sum / static_cast<double>(recorded);
+            p.sample_id = s.id;
+            if (report) report(p);
+        };
+        events.cancelled = cancelled;
+        const LongBenchRunOutcome run =
+            run_longbench_dataset(model, tasks, dataset, store, req, memory, spec, run_options, events);
+        for (const auto& [key, value] : run.scores) outcome.scores[key] = value;
+        const auto headline = run.scores.find(name);
+        dataset_scores[name] = headline != run.scores.end() ? headline->second : 0.0;
         overall_done += total;
         EvalProgress finished;
         finished.event = EvalProgress::Event::DatasetFinished;
         finished.dataset = name;
-        finished.run_id = run.run_id;
+        finished.run_id = run_id;
         finished.dataset_done = total;
         finished.dataset_total = total;
         finished.overall_done = overall_done;

@@ -56,7 +56,7 @@ if ! cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMLAWB_GUI=OFF 
     exit 1
 fi
 note "configured"
-TARGETS=(test_decode_attention test_batched_decode gpu_decode mlawb)
+TARGETS=(test_decode_attention test_batched_decode test_pipeline_gpu test_trainer_gpu gpu_decode mlawb)
 timeout $(( $(left) - 240 > 120 ? $(left) - 240 : 120 )) ninja -C "$BUILD" -k 0 -j "$(nproc)" "${TARGETS[@]}" \
     > "$OUT/build.log" 2>&1
 BUILD_RC=$?

@@ -16,7 +16,7 @@ mkdir -p "$OUTDIR"
 MLAWB="$BUILD/app/cli/mlawb"
 MODEL=resources/models/wb-tiny-mha
 TASKS=resources/tasks/longbench-syn
-GRID="strategy=high,2-norm;r=2,4;d_kv=8,16;svd=joint"
+GRID="strategy=high,low;r=2,4;d_kv=8,16;svd=joint"
 run() {  # run NAME DEVICES
     rm -f "$OUTDIR/sweep_$1.db"
     local t0 t1

@@ -7,10 +7,26 @@
 //
 // The kill moments are uniform over the uninterrupted run's duration, from a seed printed at
 // the start; MLAWB_KILL_SEED=<n> repeats a sequence, MLAWB_KILL_ROUNDS=<n> changes the count.
+// `convert` is also killed once while it writes its staging folder, which random moments
+// rarely hit (calibration dominates the run).
+//
+// `finetune` (24 updates with a checkpoint every 3 and held-out perplexity every 8, a few
+// seconds) is killed twice a round, the second time while it resumes; after every kill the
+// output folder is absent or complete, every visible checkpoint folder is complete (the same
+// weights and state as the uninterrupted run's checkpoint of that step) and the DB passes
+// integrity_check with every logged step equal to the uninterrupted run's. Then the command
+// runs to the end (with --resume DIR.checkpoints when a checkpoint exists, as a user would)
+// and everything it promises is bit for bit the uninterrupted run's: the weights and every
+// output file, each step's loss, lr, grad norm and held-out perplexity in the store, the final
+// metrics (wall-time figures excepted). Aimed kills follow: while a checkpoint is staged,
+// while an old checkpoint is removed, while the output is staged, and just after the output
+// folder appeared (before the store records the end).
 #include "core/error.h"
 #include "eval/store.h"
+#include "eval/trainer.h"
 #include "test_support.h"
 
+#include <QCryptographicHash>
 #include <QDir>
 #include <QElapsedTimer>
 #include <QProcess>
@@ -19,7 +35,10 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
+#include <optional>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <tuple>
@@ -54,6 +73,19 @@ bool kill_after(const QStringList& args, qint64 delay_ms) {
     p.start(kMlawb, args);
     if (!p.waitForStarted()) return false;
     if (p.waitForFinished(static_cast<int>(delay_ms))) return false;  // finished first: nothing to kill
+    ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
+    p.waitForFinished();
+    return true;
+}
+
+// Starts the command and sends SIGKILL as soon as `condition` holds (polled every 2 ms);
+// true when it was still running then.
+bool kill_when(const QStringList& args, const std::function<bool()>& condition) {
+    QProcess p;
+    p.start(kMlawb, args);
+    if (!p.waitForStarted()) return false;
+    while (!condition())
+        if (p.waitForFinished(2)) return false;
     ::kill(static_cast<pid_t>(p.processId()), SIGKILL);
     p.waitForFinished();
     return true;
@@ -131,6 +163,90 @@ QString describe_difference(const std::map<std::string, std::string>& want, cons
     return lines.join(", ");
 }
 
+// --- finetune ---------------------------------------------------------------------------
+
+std::string sha256_of(const std::string& bytes) {
+    return QCryptographicHash::hash(QByteArray::fromStdString(bytes), QCryptographicHash::Sha256).toHex().toStdString();
+}
+
+// trainer_state.json without the wall-time figures of each step (seconds, tokens_per_s).
+std::string trainer_state_without_timing(const std::string& text) {
+    json state = json::parse(text);
+    for (json& step : state.at("log")) {
+        step.erase("seconds");
+        step.erase("tokens_per_s");
+    }
+    return state.dump();
+}
+
+// A model / checkpoint folder written by finetune, as name -> SHA-256 of what must not differ
+// between runs: the bytes of every file, trainer_state.json without timings, and for
+// optimizer.pt only that it is a complete zip archive (torch::save names the entries by the
+// parameters' addresses in memory, so its bytes differ from process to process; its contents
+// are checked by the resumed run's results).
+std::map<std::string, std::string> finetune_folder(const fs::path& folder) {
+    std::map<std::string, std::string> files;
+    for (const auto& entry : fs::directory_iterator(folder)) {
+        const std::string name = entry.path().filename().string();
+        std::string bytes = read_bytes(entry.path());
+        if (name == "trainer_state.json") {
+            try {
+                bytes = trainer_state_without_timing(bytes);
+            } catch (const std::exception& e) {
+                bytes = std::string("malformed: ") + e.what();
+            }
+        } else if (name == "optimizer.pt") {
+            // End of central directory record, no archive comment: the last 22 bytes.
+            const bool complete = bytes.size() > 22 && bytes.compare(bytes.size() - 22, 4, "PK\x05\x06") == 0;
+            bytes = complete ? "complete zip archive" : "truncated: " + std::to_string(bytes.size()) + " bytes";
+        }
+        files[name] = name == "optimizer.pt" ? bytes : sha256_of(bytes);
+    }
+    return files;
+}
+
+// What the store holds of a finetune run, bit for bit, without wall-time figures
+// (tokens_per_s, peak_rss_bytes).
+struct TrainingRecord {
+    std::map<int64_t, std::tuple<double, double, double, std::optional<double>>> steps;  // loss, lr, grad norm, ppl
+    std::vector<std::tuple<std::string, std::string, double>> metrics;
+    size_t runs = 0;
+    size_t step_rows = 0;
+    std::string statuses;
+};
+
+TrainingRecord read_training(const std::string& db) {
+    TrainingRecord r;
+    ResultsStore store = ResultsStore::open(db, ResultsStore::OpenMode::ExistingOnly);
+    for (const RunSummary& run : store.list_runs()) {
+        ++r.runs;
+        r.statuses += std::string(run_status_name(run.status)) + " ";
+        for (const TrainingStepRow& s : store.training_steps(run.id)) {
+            ++r.step_rows;
+            r.steps[s.step] = {s.loss, s.lr, s.grad_norm, s.heldout_ppl};
+        }
+        for (const MetricRow& m : store.run(run.id).metrics)
+            if (m.name != "tokens_per_s" && m.name != "peak_rss_bytes") r.metrics.emplace_back(m.name, m.bucket, m.value);
+    }
+    return r;
+}
+
+bool has_step_folder(const fs::path& checkpoints) {
+    if (!fs::is_directory(checkpoints)) return false;
+    for (const auto& entry : fs::directory_iterator(checkpoints))
+        if (entry.path().filename().string().rfind("step-", 0) == 0) return true;
+    return false;
+}
+
+bool has_hidden_entry(const fs::path& folder, const std::string& containing) {
+    std::error_code ec;
+    for (fs::directory_iterator it(folder, ec), end; !ec && it != end; it.increment(ec)) {
+        const std::string name = it->path().filename().string();
+        if (name.front() == '.' && name.find(containing) != std::string::npos) return true;
+    }
+    return false;
+}
+
 }  // namespace
 
 class TestKillSafety : public QObject {
@@ -172,6 +288,85 @@ private:
         qInfo("%d of 2 kills landed before the end", killed);
     }
 
+    // The uninterrupted finetune run: its output folder, every checkpoint (it keeps all of them),
+    // its store and its --json report.
+    struct FinetuneReference {
+        std::map<std::string, std::string> out;
+        std::map<std::string, std::map<std::string, std::string>> checkpoints;  // step-NNNNNN -> files
+        TrainingRecord record;
+        json report;
+        qint64 elapsed_ms = 0;
+    };
+
+    // After a kill: nothing partial is visible in `parent` (the output folder is absent or the
+    // uninterrupted run's, every visible checkpoint is the uninterrupted run's of that step), the
+    // DB passes integrity_check and every step it logged is the uninterrupted run's.
+    void check_after_kill(const fs::path& parent, const FinetuneReference& ref, const QString& when, int& hidden) {
+        const std::set<std::string> allowed = {"out", "out.checkpoints", "r.db", "r.db-wal", "r.db-shm", "r.db-journal"};
+        for (const auto& entry : fs::directory_iterator(parent)) {
+            const std::string name = entry.path().filename().string();
+            if (name.front() == '.') ++hidden;
+            else QVERIFY2(allowed.count(name), qPrintable(when + ": unexpected " + QString::fromStdString(name)));
+        }
+        const fs::path out = parent / "out";
+        if (fs::exists(out)) {
+            const auto got = finetune_folder(out);
+            QVERIFY2(got == ref.out, qPrintable(when + ": out: " + describe_difference(ref.out, got)));
+        }
+        const fs::path checkpoints = parent / "out.checkpoints";
+        if (fs::exists(checkpoints)) {
+            for (const auto& entry : fs::directory_iterator(checkpoints)) {
+                const std::string name = entry.path().filename().string();
+                if (name.front() == '.') {
+                    ++hidden;
+                    continue;
+                }
+                auto want = ref.checkpoints.find(name);
+                QVERIFY2(want != ref.checkpoints.end(), qPrintable(when + ": unexpected checkpoint " + QString::fromStdString(name)));
+                const auto got = finetune_folder(entry.path());
+                QVERIFY2(got == want->second, qPrintable(when + ": " + QString::fromStdString(name) + ": " +
+                                                         describe_difference(want->second, got)));
+            }
+        }
+        const std::string db = (parent / "r.db").string();
+        const std::string check = integrity(db);
+        QVERIFY2(check == "ok", qPrintable(when + ": integrity_check: " + QString::fromStdString(check)));
+        if (fs::exists(db)) {
+            const TrainingRecord got = read_training(db);
+            QVERIFY2(got.runs <= 1, qPrintable(when + ": " + QString::number(got.runs) + " runs"));
+            for (const auto& [step, row] : got.steps)
+                QVERIFY2(ref.record.steps.count(step) && ref.record.steps.at(step) == row,
+                         qPrintable(when + ": step " + QString::number(step) + " differs from the uninterrupted run's"));
+        }
+    }
+
+    // The same command as a user would run it after a kill: --resume when a checkpoint exists.
+    static QStringList with_resume(const QStringList& args, const fs::path& parent) {
+        const fs::path checkpoints = parent / "out.checkpoints";
+        return has_step_folder(checkpoints) ? args + QStringList{"--resume", QString::fromStdString(checkpoints.string())}
+                                            : args;
+    }
+
+    // Runs the command to the end and compares everything with the uninterrupted run.
+    void check_finetune_completes(const QStringList& args, const fs::path& parent, const FinetuneReference& ref) {
+        const Result done = run_mlawb(with_resume(args, parent) + QStringList{"--json"});
+        QVERIFY2(done.status == 0, done.err.constData());
+        const json report = json::parse(done.out.toStdString());
+        for (const char* key : {"final_loss", "steps", "tokens", "heldout_perplexity", "mla", "run"})
+            QVERIFY2(report.at(key) == ref.report.at(key), (std::string(key) + ": " + report.dump() + " vs uninterrupted " +
+                                                           ref.report.dump()).c_str());
+        const auto out = finetune_folder(parent / "out");
+        QVERIFY2(out == ref.out, qPrintable("out: " + describe_difference(ref.out, out)));
+        const std::string db = (parent / "r.db").string();
+        QCOMPARE(QString::fromStdString(integrity(db)), QString("ok"));
+        const TrainingRecord got = read_training(db);
+        QCOMPARE(got.runs, size_t(1));  // resumed, not started over beside a dead run
+        QCOMPARE(got.step_rows, ref.record.step_rows);
+        QVERIFY2(got.steps == ref.record.steps, "logged steps differ from the uninterrupted run's");
+        QVERIFY2(got.metrics == ref.record.metrics, "final metrics differ from the uninterrupted run's");
+        QCOMPARE(QString::fromStdString(got.statuses), QString::fromStdString(ref.record.statuses));
+    }
+
 private Q_SLOTS:
     void initTestCase() {
         MLAWB_REQUIRE_PATH(kMlawb.toStdString());
@@ -179,6 +374,7 @@ private Q_SLOTS:
         MLAWB_REQUIRE_PATH(test::source_dir() + "/tests/data/mc/tiny.jsonl");
         MLAWB_REQUIRE_PATH(test::fixtures_dir() + "/longbench-syn/passkey.jsonl");
         MLAWB_REQUIRE_PATH(test::fixtures_dir() + "/heldout.txt");
+        MLAWB_REQUIRE_PATH(test::fixtures_dir() + "/finetune/text.txt");
         const auto seed = seed_from_environment();
         random_.seed(seed);
         rounds_ = rounds_from_environment(rounds_);
@@ -235,13 +431,22 @@ private Q_SLOTS:
         QVERIFY(want.count("model.safetensors") && want.count("config.json"));
 
         int stale_staging = 0;
-        for (int round = 0; round < rounds_ + 1; ++round) {
+        // Random moments, then one kill aimed at the export itself: as soon as a hidden staging
+        // entry appears beside the output (the weights are being written).
+        for (int round = 0; round < rounds_ + 2; ++round) {
+            const bool aimed = round == rounds_ + 1;
             const fs::path parent = root / ("round-" + std::to_string(round));
             const fs::path out = parent / "out";
             fs::create_directories(parent);
             const QStringList run_args = args + QStringList{"--out", QString::fromStdString(out.string())};
-            const qint64 at = random_moment(reference.elapsed_ms);
-            const bool killed = kill_after(run_args, at);
+            const qint64 at = aimed ? -1 : random_moment(reference.elapsed_ms);
+            const bool killed = aimed ? kill_when(run_args,
+                                                  [&] {
+                                                      for (const auto& entry : fs::directory_iterator(parent))
+                                                          if (entry.path().filename().string().front() == '.') return true;
+                                                      return false;
+                                                  })
+                                      : kill_after(run_args, at);
 
             // Nothing half-written under a visible name: the folder is absent or complete.
             QStringList visible;
@@ -261,12 +466,134 @@ private Q_SLOTS:
             if (visible.isEmpty()) QVERIFY2(again.status == 0, again.err.constData());
             else QVERIFY2(again.status == 2 && again.err.contains("already exists"), again.err.constData());
             QVERIFY2(folder_files(out) == want, qPrintable(describe_difference(want, folder_files(out))));
-            qInfo("round %d: SIGKILL at %lld ms (%s)", round, static_cast<long long>(at),
-                  killed ? (visible.isEmpty() ? "before the rename" : "after the rename") : "finished first");
+            const char* when = killed ? (visible.isEmpty() ? "before the rename" : "after the rename") : "finished first";
+            if (aimed) qInfo("round %d: SIGKILL while staging the output (%s)", round, when);
+            else qInfo("round %d: SIGKILL at %lld ms (%s)", round, static_cast<long long>(at), when);
         }
         // Killed runs leave their hidden staging folder behind (export removes only its own on
         // failure); report it so a cleanup can be judged, but it is never visible as output.
         qInfo("%d hidden staging folder(s) left by killed runs", stale_staging);
+    }
+
+    void finetune() {
+        QTemporaryDir tmp;
+        QVERIFY(tmp.isValid());
+        const fs::path root = tmp.path().toStdString();
+        const std::string text = read_bytes(test::fixtures_dir() + "/finetune/text.txt");
+        const fs::path data = root / "data.txt", heldout = root / "heldout.txt";
+        std::ofstream(data, std::ios::binary) << text.substr(0, 25000);
+        std::ofstream(heldout, std::ios::binary) << text.substr(25000, 5000);
+        const QStringList args = {"finetune", QString::fromStdString(test::model_dir("wb-tiny-mha")), "--mla",
+                                  "strategy=high,r=4,d_kv=16", "--data", QString::fromStdString(data.string()),
+                                  "--steps", "24", "--batch", "2", "--seq-len", "32", "--save-every", "3",
+                                  "--eval-every", "8", "--heldout", QString::fromStdString(heldout.string()),
+                                  "--heldout-window", "64", "--token-cache", QString::fromStdString((root / "cache").string())};
+        auto round_args = [&](const fs::path& parent) {
+            return args + QStringList{"--db", QString::fromStdString((parent / "r.db").string()), "--out",
+                                      QString::fromStdString((parent / "out").string())};
+        };
+
+        // The uninterrupted run keeps every checkpoint (--keep is not part of the run: the
+        // killed runs keep the default 2, so removal is killed too).
+        FinetuneReference ref;
+        {
+            const fs::path parent = root / "reference";
+            fs::create_directories(parent);
+            const Result r = run_mlawb(round_args(parent) + QStringList{"--keep", "0", "--json"});
+            QVERIFY2(r.status == 0, r.err.constData());
+            ref.elapsed_ms = r.elapsed_ms;
+            ref.report = json::parse(r.out.toStdString());
+            ref.out = finetune_folder(parent / "out");
+            for (const auto& entry : fs::directory_iterator(parent / "out.checkpoints"))
+                ref.checkpoints[entry.path().filename().string()] = finetune_folder(entry.path());
+            ref.record = read_training((parent / "r.db").string());
+            QVERIFY(ref.out.count("model.safetensors") && ref.out.count("trainer_state.json"));
+            QCOMPARE(ref.checkpoints.size(), size_t(8));
+            QCOMPARE(ref.record.step_rows, size_t(24));
+            QCOMPARE(QString::fromStdString(ref.record.statuses), QString("finished "));
+            QVERIFY(ref.record.steps.at(8) != ref.record.steps.at(16));
+            QVERIFY(std::get<3>(ref.record.steps.at(24)).has_value());
+            qInfo("uninterrupted finetune: %lld ms, final loss %.17g", static_cast<long long>(r.elapsed_ms),
+                  ref.report.at("final_loss").get<double>());
+        }
+
+        int hidden = 0;
+        // Random moments: the fresh command, then the resumed one, each killed once.
+        for (int round = 0; round < rounds_; ++round) {
+            const fs::path parent = root / ("round-" + std::to_string(round));
+            fs::create_directories(parent);
+            QStringList moments;
+            for (int k = 0; k < 2; ++k) {
+                const QStringList run_args = with_resume(round_args(parent), parent);
+                const bool resumed = run_args.contains("--resume");
+                const qint64 at = random_moment(ref.elapsed_ms);
+                const bool killed = kill_after(run_args, at);
+                const QString when = QString("round %1, SIGKILL at %2 ms%3").arg(round).arg(at).arg(resumed ? " (resumed)" : "");
+                check_after_kill(parent, ref, when, hidden);
+                if (QTest::currentTestFailed()) return;
+                const std::string ckpt =
+                    has_step_folder(parent / "out.checkpoints")
+                        ? "newest " + fs::path(find_checkpoint((parent / "out.checkpoints").string())).filename().string()
+                        : std::string("no checkpoint");
+                moments << QString("%1 ms%2 (%3; %4%5)")
+                               .arg(at)
+                               .arg(resumed ? " resumed" : "")
+                               .arg(killed ? "killed" : "finished first")
+                               .arg(QString::fromStdString(ckpt))
+                               .arg(fs::exists(parent / "out") ? ", out complete" : "");
+            }
+            check_finetune_completes(round_args(parent), parent, ref);
+            if (QTest::currentTestFailed()) return;
+            qInfo("round %d: SIGKILL at %s; resumed to the identical result", round, qPrintable(moments.join(", then ")));
+        }
+
+        // Aimed kills, at moments random ones rarely hit.
+        const std::vector<std::pair<const char*, std::function<bool(const fs::path&)>>> aims = {
+            {"while a checkpoint is staged",
+             [](const fs::path& parent) { return has_hidden_entry(parent / "out.checkpoints", ".partial-"); }},
+            {"while an old checkpoint is removed",
+             [](const fs::path& parent) { return has_hidden_entry(parent / "out.checkpoints", ".removing-"); }},
+            {"while the output is staged", [](const fs::path& parent) { return has_hidden_entry(parent, "out.partial-"); }},
+            {"as soon as the output folder appeared", [](const fs::path& parent) { return fs::exists(parent / "out"); }},
+        };
+        for (size_t i = 0; i < aims.size(); ++i) {
+            const fs::path parent = root / ("aimed-" + std::to_string(i));
+            fs::create_directories(parent);
+            const bool killed = kill_when(round_args(parent), [&] { return aims[i].second(parent); });
+            const QString when = QString("SIGKILL %1").arg(aims[i].first);
+            check_after_kill(parent, ref, when, hidden);
+            if (QTest::currentTestFailed()) return;
+            std::string recorded = "no DB";
+            if (fs::exists(parent / "r.db")) recorded = read_training((parent / "r.db").string()).statuses;
+            check_finetune_completes(round_args(parent), parent, ref);
+            if (QTest::currentTestFailed()) return;
+            qInfo("%s: %s (run status then: %s); resumed to the identical result", qPrintable(when),
+                  killed ? "killed" : "finished first", recorded.c_str());
+        }
+
+        // The state the last aim is after: the output folder is complete but the store has not
+        // recorded the end (here: has no run at all). The resumed command records it from the
+        // folder, identical to the uninterrupted run.
+        {
+            const fs::path parent = root / "output-without-record";
+            fs::create_directories(parent / "out.checkpoints");
+            fs::copy(root / "reference" / "out", parent / "out");
+            fs::copy(root / "reference" / "out.checkpoints" / "step-000024", parent / "out.checkpoints" / "step-000024");
+            check_finetune_completes(round_args(parent), parent, ref);
+            if (QTest::currentTestFailed()) return;
+        }
+        {
+            // A folder that is not this run's finished result is refused, not taken over (here
+            // the run's own checkpoint of step 21).
+            const fs::path parent = root / "other-output";
+            fs::create_directories(parent / "out.checkpoints");
+            fs::copy(root / "reference" / "out.checkpoints" / "step-000021", parent / "out");
+            fs::copy(root / "reference" / "out.checkpoints" / "step-000024", parent / "out.checkpoints" / "step-000024");
+            const Result other = run_mlawb(with_resume(round_args(parent), parent));
+            QVERIFY2(other.status == 2 && other.err.contains("already exists"), other.err.constData());
+            QVERIFY(finetune_folder(parent / "out") == ref.checkpoints.at("step-000021"));
+        }
+        qInfo("%d hidden staging folder(s) left by killed runs", hidden);
     }
 };
 

@@ -8,6 +8,9 @@
 // (their inputs are too short): arrays nested a million deep parse fine (nlohmann's parser is
 // iterative) but overflow the stack when an error message dumps them (recursive), and a huge
 // layer count allocates before anything checks it.
+//
+// The LongBench prediction-file scorer (eval/metrics, fuzz_prediction_folder) lives in a library
+// this suite does not link: its findings are replayed through the built `mlawb score --pred`.
 #include "core/config.h"
 #include "core/error.h"
 #include "core/json_io.h"
@@ -17,6 +20,7 @@
 #include "test_support.h"
 
 #include <QDir>
+#include <QProcess>
 #include <QTemporaryDir>
 #include <fstream>
 #include <iterator>
@@ -139,7 +143,7 @@ private Q_SLOTS:
         QCOMPARE(QDir(dir.path()).entryList(QDir::Files), QStringList{"out.json"});
     }
 
-    // ---- core/config (reported, not fixed here: the file is being reworked) ----
+    // ---- core/config ----
 
     void configNumberOverflow() {
         // fuzz_config artifact crash-fe2771aa (a Mistral config with "rms_norm_eps": 1e51643, minimized):
@@ -168,7 +172,23 @@ private Q_SLOTS:
             "config.json", "num_hidden_layers");
     }
 
-    // ---- core/tokenizer (reported, not fixed here: the file is being reworked) ----
+    void configHugeDimensions() {
+        // UBSan: head_dim 2^62 is accepted and config.h's kv_elements_per_token_layer() computes
+        // 2 x n_kv x head_dim: signed overflow. Found by review of what fuzz_config computes (what
+        // `mlawb info --config-only` prints); the fuzzer did not combine it in 2.7M runs. The
+        // same holds for hidden_size, intermediate_size and vocab_size in the tensor element
+        // counts. A refusal naming the key is the fix.
+        MLAWB_EXPECT_REFUSAL_IN_CHILD(
+            [] {
+                const ModelConfig c = ModelConfig::from_json_text(
+                    std::string("{") + kSmallLlama + R"(, "num_hidden_layers": 2, "head_dim": 4611686018427387904})",
+                    "config.json");
+                (void)c.kv_elements_per_token();
+            }(),
+            "config.json", "head_dim");
+    }
+
+    // ---- core/tokenizer ----
 
     void tokenizerDeepVocabId() {
         // Stack overflow: tokenizer.cpp's "has an invalid id " + id_json.dump() recurses a million levels.
@@ -177,6 +197,40 @@ private Q_SLOTS:
         const std::string path = dir.filePath("tokenizer.json").toStdString();
         write_file(path, R"({"model": {"type": "BPE", "vocab": {"a": )" + nested_arrays(1000000) + R"(}, "merges": []}})");
         MLAWB_EXPECT_REFUSAL_IN_CHILD(Tokenizer::from_file(path), "tokenizer.json");
+    }
+
+    // ---- eval/metrics: LongBench prediction files (`mlawb score --pred DIR`) ----
+
+    void predictionLineRefused_data() {
+        QTest::addColumn<QByteArray>("line");
+        QTest::addColumn<QString>("needle");
+        // fuzz_prediction_folder artifact crash-27d4d867 as found (its first byte picked the
+        // dataset): nlohmann out_of_range.406 escaped parse_prediction_line, which caught
+        // parse_error only, and `mlawb score` ended in std::terminate.
+        QTest::newRow("artifact crash-27d4d867")
+            << QByteArray::fromBase64("BTFlNDAwUGFyYWdyYXBoIDEyIiy+ImFuc3cAZXJzew==").mid(1) << QString("number overflow");
+        QTest::newRow("a well-formed line with length 1e400")
+            << QByteArray(R"({"pred": "Paragraph 12", "answers": ["Paragraph 12"], "all_classes": null, "length": 1e400})" "\n")
+            << QString("number overflow");
+        QTest::newRow("answers nested a million deep")
+            << QByteArray::fromStdString(R"({"pred": "a", "answers": )" + nested_arrays(1000000) + R"(, "all_classes": null})")
+            << QString("nested deeper than 256");
+    }
+    void predictionLineRefused() {
+        QFETCH(QByteArray, line);
+        QFETCH(QString, needle);
+        const std::string mlawb = test::binary_dir() + "/app/cli/mlawb";
+        MLAWB_REQUIRE_PATH(mlawb);
+        QTemporaryDir dir;
+        QVERIFY(dir.isValid());
+        write_file(dir.filePath("passage_retrieval_en.jsonl").toStdString(), line.toStdString());
+        QProcess p;
+        p.start(QString::fromStdString(mlawb), {"score", "--pred", dir.path()});
+        QVERIFY(p.waitForFinished(300000));
+        const QString err = QString::fromUtf8(p.readAllStandardError());
+        QVERIFY2(p.exitStatus() == QProcess::NormalExit && p.exitCode() == 2, qPrintable("not refused: " + err));
+        QVERIFY2(err.startsWith("error: ") && err.contains("passage_retrieval_en.jsonl:1") && err.contains(needle),
+                 qPrintable(err));
     }
 };
 

@@ -185,6 +185,17 @@ def rope_scores_seeds():
             scores_text(1, 2, 1, 2, calibration=False)]
 
 
+def prediction_folder_seeds():
+    # First byte: the dataset (hotpotqa, trec, samsum, lcc, passage_count, passage_retrieval_en, ...).
+    names = ["hotpotqa", "trec", "samsum", "lcc", "passage_count", "passage_retrieval_en", "gov_report"]
+    seeds = []
+    for path in sorted(glob.glob(os.path.join(SOURCE, "tests", "data", "longbench-official", "pred", "*.jsonl"))):
+        dataset = os.path.basename(path)[:-len(".jsonl")]
+        if dataset in names:
+            seeds.append(bytes([names.index(dataset)]) + read(path, "rb"))
+    return seeds
+
+
 def custom_mask_seeds():
     seeds = []
     for n_layer, n_kv, n_pairs in [(1, 1, 4), (2, 2, 8), (4, 1, 16), (3, 4, 2)]:
@@ -202,3 +213,4 @@ write_seeds("fuzz_longbench", longbench_seeds())
 write_seeds("fuzz_mla_spec", mla_spec_seeds())
 write_seeds("fuzz_rope_scores", rope_scores_seeds())
 write_seeds("fuzz_custom_mask", custom_mask_seeds())
+write_seeds("fuzz_prediction_folder", prediction_folder_seeds())

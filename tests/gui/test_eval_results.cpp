@@ -111,6 +111,11 @@ private Q_SLOTS:
                  nlohmann::json::parse(mlawb::longbench_run_options_json(2, -1, {0, 512, 1024, 2048}, eval->tasksFolder().toStdString())).dump());
         QVERIFY(original.memory);
         QCOMPARE(original.memory->kv_elements_per_token, int64_t{6 * 2 * 4 * 64});
+        // The same memory row as `mlawb eval` records (eval/longbench_run): cache bits and real bytes.
+        QCOMPARE(original.memory->kv_bits, 16);
+        QCOMPARE(original.memory->bytes_real, original.memory->bytes_formula);
+        QVERIFY(original.memory->bytes_real > 0);
+        QCOMPARE(original.device, std::string("cpu f32"));
         // The live score shown is the store's headline metric.
         QCOMPARE(eval->scoresTable()->item(0, EvalPanel::ColDone)->text(), QStringLiteral("2 / 2"));
         QCOMPARE(eval->scoresTable()->item(0, EvalPanel::ColScore)->text(),
