@@ -157,8 +157,14 @@ void check_logits(const std::string& name, const std::string& mla, const std::st
             piped_vs_single = std::max(piped_vs_single, max_abs(got_last, single_last));
         }
     }
-    // Float caches: the same arithmetic up to rounding.
-    const double bound = quantized ? std::max(2e-2, 2.0 * single_vs_cpu) : 1e-4;
+    // Float caches: the same arithmetic up to rounding. 4-bit caches: a value that lands within
+    // rounding of a code boundary can be quantized to the neighbouring code when the inputs differ
+    // in the last bits (another device, or the other side of a device boundary), which moves the
+    // logits by one code's worth: 0.12 (wb-tiny-mha) and 0.29 (wb-tiny-gqa) were measured on the
+    // H100, for a single CUDA device against the CPU as for mixed placements. So there the bound
+    // is a few flips (0.5, far below what a cache on the wrong device or stale rows gives) and the
+    // greedy ids must agree; the exact check of the mechanics is the split over cuda:0 alone.
+    const double bound = quantized ? std::max(0.5, 2.0 * single_vs_cpu) : 1e-4;
     std::printf("  %-96s max |logits - cpu f32| %.2e (bound %.1e), greedy ids %s", label.c_str(), worst, bound,
                 same_ids ? "equal" : "DIFFER");
     if (quantized) std::printf("; cuda:0 alone vs cpu %.2e, vs cuda:0 alone %.2e", single_vs_cpu, piped_vs_single);
@@ -168,7 +174,7 @@ void check_logits(const std::string& name, const std::string& mla, const std::st
     if (quantized && all_cuda)
         MLAWB_CHECK(piped_vs_single < 1e-4,
                     label + ": a split over cuda:0 only differs from cuda:0 alone by " + std::to_string(piped_vs_single));
-    if (!quantized) MLAWB_CHECK(same_ids, label + ": greedy ids differ from the CPU");
+    MLAWB_CHECK(same_ids, label + ": greedy ids differ from the CPU");
     check_cache_devices(label, piped_cache, asked.layer_devices(piped.config.n_layer));
     MLAWB_CHECK(piped_cache.bytes() == cpu_cache.bytes(), label + ": cache bytes differ from the CPU's");
 
