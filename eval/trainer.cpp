@@ -1,6 +1,7 @@
 #include "eval/trainer.h"
 
 #include "core/error.h"
+#include "core/json_io.h"
 #include "core/llama_model.h"
 #include "core/mla_attention.h"
 #include "core/safetensors.h"
@@ -166,12 +167,7 @@ torch::Tensor causal_lm_loss(LlamaForCausalLMImpl& model, const torch::Tensor& w
 
 std::string model_config_json(const LlamaForCausalLMImpl& model, const std::string& source_config_json,
                               const std::string& strategy, const std::string& spec, const std::string& calibration_json) {
-    json config;
-    try {
-        config = json::parse(source_config_json);
-    } catch (const json::parse_error& e) {
-        throw Error("config.json", "", std::string("malformed JSON: ") + e.what());
-    }
+    json config = parse_json_text(source_config_json, "config.json");  // depth-capped; any parser error named
     config["torch_dtype"] = "float32";  // the weights are written float32
     if (config.contains("dtype")) config["dtype"] = "float32";
     const ModelConfig& c = model.config();
@@ -348,12 +344,7 @@ void Trainer::resume(const std::string& checkpoint_folder, bool weights_loaded) 
     Impl& d = *impl_;
     const fs::path dir = checkpoint_folder;
     const std::string state_path = (dir / kStateFile).string();
-    json state;
-    try {
-        state = json::parse(read_text(state_path));
-    } catch (const json::parse_error& e) {
-        throw Error(state_path, "", std::string("malformed JSON: ") + e.what());
-    }
+    const json state = parse_json_text(read_text(state_path), state_path);
     if (state.value("format", "") != kStateFormat)
         throw Error(state_path, "format", "not a trainer state of this version (expected " + std::string(kStateFormat) + ")");
     const json expected = d.run_identity();
@@ -529,7 +520,7 @@ void Trainer::save_model(const std::string& out_folder) {
 bool Trainer::adopt_finished_output(const std::string& out_folder) {
     Impl& d = *impl_;
     try {
-        const json state = json::parse(read_text(fs::path(out_folder) / kStateFile));
+        const json state = parse_json_text(read_text(fs::path(out_folder) / kStateFile), out_folder);
         if (!state.is_object() || state.value("format", "") != kStateFormat || !state.contains("run") ||
             state.at("run") != d.run_identity() || state.at("step").get<int64_t>() != d.options.steps)
             return false;

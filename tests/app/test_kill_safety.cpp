@@ -1,5 +1,5 @@
 // Crash safety (issue 12): the built `mlawb` is killed with SIGKILL at random moments during
-// `eval --mc`, `eval --tasks ... --limit` and `convert`, several times each. After every kill:
+// `eval --mc`, `eval --tasks ... --limit`, `convert` and `finetune`, several times each. After every kill:
 // no partial output is visible (the output folder is absent or complete; the DB passes
 // PRAGMA integrity_check), and running the same command again completes with results
 // identical to an uninterrupted run (scores, every sample's prediction, score and details;
@@ -301,12 +301,12 @@ private:
     // After a kill: nothing partial is visible in `parent` (the output folder is absent or the
     // uninterrupted run's, every visible checkpoint is the uninterrupted run's of that step), the
     // DB passes integrity_check and every step it logged is the uninterrupted run's.
-    void check_after_kill(const fs::path& parent, const FinetuneReference& ref, const QString& when, int& hidden) {
+    void check_after_kill(const fs::path& parent, const FinetuneReference& ref, const QString& when) {
         const std::set<std::string> allowed = {"out", "out.checkpoints", "r.db", "r.db-wal", "r.db-shm", "r.db-journal"};
         for (const auto& entry : fs::directory_iterator(parent)) {
             const std::string name = entry.path().filename().string();
-            if (name.front() == '.') ++hidden;
-            else QVERIFY2(allowed.count(name), qPrintable(when + ": unexpected " + QString::fromStdString(name)));
+            if (name.front() != '.')  // hidden: staging of a killed run
+                QVERIFY2(allowed.count(name), qPrintable(when + ": unexpected " + QString::fromStdString(name)));
         }
         const fs::path out = parent / "out";
         if (fs::exists(out)) {
@@ -317,10 +317,7 @@ private:
         if (fs::exists(checkpoints)) {
             for (const auto& entry : fs::directory_iterator(checkpoints)) {
                 const std::string name = entry.path().filename().string();
-                if (name.front() == '.') {
-                    ++hidden;
-                    continue;
-                }
+                if (name.front() == '.') continue;  // staging or removal of a killed run
                 auto want = ref.checkpoints.find(name);
                 QVERIFY2(want != ref.checkpoints.end(), qPrintable(when + ": unexpected checkpoint " + QString::fromStdString(name)));
                 const auto got = finetune_folder(entry.path());
@@ -517,7 +514,6 @@ private Q_SLOTS:
                   ref.report.at("final_loss").get<double>());
         }
 
-        int hidden = 0;
         // Random moments: the fresh command, then the resumed one, each killed once.
         for (int round = 0; round < rounds_; ++round) {
             const fs::path parent = root / ("round-" + std::to_string(round));
@@ -529,7 +525,7 @@ private Q_SLOTS:
                 const qint64 at = random_moment(ref.elapsed_ms);
                 const bool killed = kill_after(run_args, at);
                 const QString when = QString("round %1, SIGKILL at %2 ms%3").arg(round).arg(at).arg(resumed ? " (resumed)" : "");
-                check_after_kill(parent, ref, when, hidden);
+                check_after_kill(parent, ref, when);
                 if (QTest::currentTestFailed()) return;
                 const std::string ckpt =
                     has_step_folder(parent / "out.checkpoints")
@@ -561,7 +557,7 @@ private Q_SLOTS:
             fs::create_directories(parent);
             const bool killed = kill_when(round_args(parent), [&] { return aims[i].second(parent); });
             const QString when = QString("SIGKILL %1").arg(aims[i].first);
-            check_after_kill(parent, ref, when, hidden);
+            check_after_kill(parent, ref, when);
             if (QTest::currentTestFailed()) return;
             std::string recorded = "no DB";
             if (fs::exists(parent / "r.db")) recorded = read_training((parent / "r.db").string()).statuses;
@@ -593,7 +589,15 @@ private Q_SLOTS:
             QVERIFY2(other.status == 2 && other.err.contains("already exists"), other.err.constData());
             QVERIFY(finetune_folder(parent / "out") == ref.checkpoints.at("step-000021"));
         }
-        qInfo("%d hidden staging folder(s) left by killed runs", hidden);
+        // Killed runs leave hidden staging (.out.partial-PID, .step-NNNNNN.partial-PID) and removal
+        // (.step-NNNNNN.removing-PID) folders behind; never visible as output, reported here.
+        int hidden = 0;
+        for (const auto& round : fs::directory_iterator(root))
+            for (const fs::path& folder : {round.path(), round.path() / "out.checkpoints"})
+                if (fs::is_directory(folder))
+                    for (const auto& entry : fs::directory_iterator(folder))
+                        if (entry.path().filename().string().front() == '.') ++hidden;
+        qInfo("%d hidden staging or removal folder(s) left by killed runs", hidden);
     }
 };
 

@@ -327,7 +327,8 @@ void TestStore::refusedWrites() {
         {"finish", [&] { store.finish_run(run, RunStatus::Running); }},
         {"metric", [&] { store.record_metrics(999, {{"score", "", 1}}); }},
     };
-    MLAWB_EXPECT_ERROR(writes.at(write)(), path.c_str(), qPrintable(where), qPrintable(needle));
+    const QByteArray where_utf8 = where.toUtf8(), needle_utf8 = needle.toUtf8();  // outlive the macro's use of the text
+    MLAWB_EXPECT_ERROR(writes.at(write)(), path.c_str(), where_utf8.constData(), needle_utf8.constData());
     // A refused write leaves nothing behind and the store usable.
     QCOMPARE(store.list_runs().size(), size_t(1));
     QCOMPARE(store.samples(run).size(), size_t(0));

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 
 using namespace mlawb;
@@ -16,12 +17,23 @@ namespace {
 const char* const kDatasets[] = {"hotpotqa", "trec", "samsum", "lcc", "passage_count", "passage_retrieval_en",
                                  "gov_report", "narrativeqa", "passkey"};
 
+// This process's scratch folder, created on the first input and removed when the fuzzer exits.
+const std::string& scratch_folder() {
+    static const std::string folder = [] {
+        std::string f = "/dev/shm/mlawb-fuzz-pred-" + std::to_string(::getpid());
+        ::mkdir(f.c_str(), 0700);
+        return f;
+    }();
+    static const bool cleanup_registered = std::atexit([] { ::rmdir(scratch_folder().c_str()); }) == 0;
+    (void)cleanup_registered;
+    return folder;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
-    static const std::string folder = "/dev/shm/mlawb-fuzz-pred-" + std::to_string(::getpid());
-    ::mkdir(folder.c_str(), 0700);
+    const std::string& folder = scratch_folder();
     const std::string file = folder + "/" + kDatasets[data[0] % (sizeof kDatasets / sizeof kDatasets[0])] + ".jsonl";
     {
         std::ofstream out(file, std::ios::binary | std::ios::trunc);
