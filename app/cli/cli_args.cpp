@@ -5,6 +5,9 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <unistd.h>
 
 namespace mlawb::cli {
 
@@ -99,6 +102,29 @@ void on_device_in_f32(LoadedModel& model, const ParsedArgs& args, const std::fun
         throw;
     }
     model.model->place(Placement{});
+}
+
+std::vector<std::string> split_list(const std::string& text, char sep) {
+    std::vector<std::string> out;
+    std::stringstream ss(text);
+    std::string item;
+    while (std::getline(ss, item, sep))
+        if (!item.empty()) out.push_back(item);
+    return out;
+}
+
+std::string host_name() {
+    char buf[256] = {0};
+    gethostname(buf, sizeof(buf) - 1);
+    return buf;
+}
+
+std::string read_small_file(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw Error(path, "", "cannot open");
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
 }
 
 }  // namespace mlawb::cli

@@ -41,6 +41,11 @@ OptionSpec with_device_options(OptionSpec spec);
 // "--dtype" or "--layer-split", ...) when the values are malformed or no CUDA device is there.
 std::string device_option_text(const ParsedArgs& args);
 
+// Small helpers the commands share.
+std::vector<std::string> split_list(const std::string& text, char sep = ',');  // empty items dropped
+std::string host_name();                                                        // recorded with each run
+std::string read_small_file(const std::string& path);  // whole file; mlawb::Error(path, "", "cannot open")
+
 }  // namespace mlawb::cli
 
 namespace mlawb {

@@ -37,15 +37,6 @@ namespace {
 std::atomic<bool> g_interrupted{false};
 extern "C" void on_sigint(int) { g_interrupted.store(true); }
 
-std::vector<std::string> split_list(const std::string& text) {
-    std::vector<std::string> out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
-
 std::vector<int64_t> bucket_edges(const ParsedArgs& a, int64_t context) {
     if (!a.has("--buckets")) return {0, 512, 1024, 2048};  // the fixtures' buckets by prompt tokens
     std::vector<int64_t> edges;
@@ -60,19 +51,6 @@ std::vector<int64_t> bucket_edges(const ParsedArgs& a, int64_t context) {
     }
     (void)context;
     return edges;
-}
-
-std::string read_small_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
-std::string host_name() {
-    char buf[256] = {0};
-    gethostname(buf, sizeof(buf) - 1);
-    return buf;
 }
 
 // results.db beside the data when that folder is writable, else in the current folder.

@@ -59,29 +59,6 @@ double number(const ParsedArgs& a, const std::string& name, double fallback, dou
     return v;
 }
 
-std::vector<std::string> split_list(const std::string& text) {
-    std::vector<std::string> out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
-
-std::string host_name() {
-    char buf[256] = {0};
-    gethostname(buf, sizeof(buf) - 1);
-    return buf;
-}
-
-std::string read_small_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw Error(path, "", "cannot open");
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-}
-
 int64_t peak_rss_bytes() {
     rusage usage{};
     getrusage(RUSAGE_SELF, &usage);

@@ -38,15 +38,6 @@ const char* const kRecommendUsage =
     "[--evaluate K] [--db FILE]] [--per-family N] [--ppl-tokens N] [--strategies a,b] [--r 1,2,4] [--d-kv 8,16] "
     "[--kv-bits 16,4] [--device D[,D...]] [--layer-split N,M] [--dtype T] [--json]";
 
-std::vector<std::string> split_list(const std::string& text) {
-    std::vector<std::string> out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, ','))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
-
 std::vector<int64_t> integer_list(const ParsedArgs& a, const std::string& name) {
     std::vector<int64_t> out;
     for (const std::string& s : split_list(a.value(name))) {

@@ -37,15 +37,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::vector<std::string> split_list(const std::string& text, char sep = ',') {
-    std::vector<std::string> out;
-    std::stringstream ss(text);
-    std::string item;
-    while (std::getline(ss, item, sep))
-        if (!item.empty()) out.push_back(item);
-    return out;
-}
-
 std::string join(const std::vector<std::string>& items, const std::string& sep) {
     std::string out;
     for (size_t i = 0; i < items.size(); ++i) out += (i ? sep : "") + items[i];
