@@ -1,6 +1,7 @@
 // Sweeps (eval/sweep.h), merging results stores (eval/store_merge.h) and `mlawb sweep` /
 // `mlawb merge` / scripts/slurm: grid expansion, the sharding property, resumed shards, merge
 // idempotence and conflicts, and several processes sharing a sweep giving what one gives.
+// `mlawb recommend` has test_recommend, merging synthetic stores test_merge.
 #include "app/cli/commands.h"
 #include "core/config.h"
 #include "core/error.h"
@@ -9,6 +10,8 @@
 #include "analysis/spectrum.h"
 #include "analysis/strategies.h"
 #include "eval/recommend.h"
+#include "eval/cli_test_support.h"
+#include "eval/store_dump.h"
 #include "eval/sqlite_test_support.h"
 #include "eval/store.h"
 #include "eval/store_merge.h"
@@ -27,24 +30,16 @@
 
 using namespace mlawb;
 using json = nlohmann::json;
+using test::CliRun;
+using test::cli_run;
+using test::mha;
+using test::mha_config;
+using test::tasks_dir;
 namespace fs = std::filesystem;
 
 namespace {
 
 const QString kMlawb = QString::fromStdString(test::binary_dir() + "/app/cli/mlawb");
-std::string tasks_dir() { return test::fixtures_dir() + "/longbench-syn"; }
-std::string mha() { return test::model_dir("wb-tiny-mha"); }
-ModelConfig mha_config() { return ModelConfig::from_file(mha() + "/config.json"); }
-
-struct CliRun {
-    int status;
-    std::string out, err;
-};
-CliRun cli_run(const std::vector<std::string>& args) {
-    std::ostringstream out, err;
-    const int status = cli::run_cli(args, out, err);
-    return {status, out.str(), err.str()};
-}
 
 QProcess* start_mlawb(const QStringList& args, QObject* parent) {
     auto* p = new QProcess(parent);
@@ -107,57 +102,6 @@ std::map<std::string, std::string> results_by_run_key(const std::string& db) {
     return out;
 }
 
-// Every row of every table, ids included, for "merging again changes nothing".
-std::string dump_all(const std::string& db) {
-    std::string out;
-    for (const MergeTable& t : merge_tables()) {
-        std::vector<std::string> cols;
-        for (const std::string& c : t.columns) cols.push_back("quote(" + c + ")");
-        for (const std::string& row :
-             query_column(db, "SELECT " + join(cols, " || '|' || ") + " FROM " + t.name + " ORDER BY rowid"))
-            out += std::string(t.name) + ": " + row + "\n";
-    }
-    return out;
-}
-
-// A small synthetic store: one model, settings and runs as the test lists them.
-struct FakeRun {
-    std::string spec, dataset;
-    bool finished;
-    std::vector<std::pair<std::string, double>> samples;  // id, score
-};
-void make_store(const std::string& path, const std::vector<FakeRun>& runs) {
-    ResultsStore s = ResultsStore::open(path);
-    const int64_t model = s.upsert_model("/m", "hash-m", "{}");
-    for (const FakeRun& r : runs) {
-        RunRequest req;
-        req.model_id = model;
-        req.setting_id = s.upsert_setting(r.spec, "");
-        req.task = "longbench";
-        req.dataset = r.dataset;
-        req.options_json = R"({"limit": 2})";
-        const RunHandle h = s.begin_or_resume_run(req);
-        double sum = 0;
-        for (const auto& [id, score] : r.samples) {
-            SampleRow row;
-            row.sample_id = id;
-            row.score = score;
-            row.prediction = "p" + std::to_string(score);
-            s.record_sample(h.run_id, row);
-            sum += score;
-        }
-        if (r.finished) {
-            s.record_metrics(h.run_id, {{"score", "", sum}, {"score", "0-512", sum}});
-            MemoryRow mem;
-            mem.kv_elements_per_token = 10;
-            mem.bytes_formula = 20;
-            mem.bytes_real = 20;
-            s.record_memory(h.run_id, mem);
-            s.finish_run(h.run_id, RunStatus::Finished);
-        }
-    }
-}
-
 }  // namespace
 
 class TestSweep : public QObject {
@@ -177,17 +121,8 @@ private Q_SLOTS:
     void planShardsCoverGrid();
     void resumedShardSkipsDoneItems();
     void originalAndFullRunsCountAsDone();
-    void mergeIdempotentWithConflicts();
-    void mergeRefusesUnknownSchema_data();
-    void mergeRefusesUnknownSchema();
-    void mergeKnowsTheCurrentSchema();
     void multiProcessShardsMergeEqualUnsharded();
     void slurmScriptsShardTheGrid();
-    void paretoFront();
-    void budgetParse_data();
-    void budgetParse();
-    void recommendCandidatesAndScores();
-    void recommendNearSweepFront();
 };
 
 void TestSweep::initTestCase() {
@@ -498,130 +433,6 @@ void TestSweep::originalAndFullRunsCountAsDone() {
     QCOMPARE(count_rows(db, "SELECT count(*) FROM runs"), int64_t(2));  // the plain eval found the sweep's run
 }
 
-void TestSweep::mergeIdempotentWithConflicts() {
-    QTemporaryDir tmp;
-    const std::string a = tmp.path().toStdString() + "/a.db", b = tmp.path().toStdString() + "/b.db",
-                      out = tmp.path().toStdString() + "/all.db";
-    make_store(a, {{"strategy=high,r=4", "passkey", true, {{"p1", 1}, {"p2", 0}}},
-                   {"strategy=high,r=8", "passkey", false, {{"p1", 1}}},
-                   {"strategy=low,r=4", "passkey", false, {{"p1", 0}}}});
-    make_store(b, {{"strategy=high,r=8", "passkey", true, {{"p1", 1}, {"p2", 1}}},     // completes a's run
-                   {"strategy=uniform,r=4", "passkey", true, {{"p1", 0}, {"p2", 0}}},  // new
-                   {"strategy=low,r=4", "passkey", false, {{"p2", 1}}},                // extends a's run
-                   {"strategy=high,r=4", "passkey", true, {{"p1", 0}, {"p2", 0}}}});   // conflicts with a's
-    const MergeReport first = merge_result_stores({a, b}, out);
-    QVERIFY(!first.output_existed);
-    QCOMPARE(first.runs_total, int64_t(4));
-    QCOMPARE(first.sources.size(), size_t(2));
-    QCOMPARE(first.sources[0].runs_added, int64_t(3));
-    QCOMPARE(first.sources[1].runs_added, int64_t(1));
-    QCOMPARE(first.sources[1].runs_completed, int64_t(1));
-    QCOMPARE(first.sources[1].runs_extended, int64_t(1));
-    QCOMPARE(first.sources[1].runs_conflicting, int64_t(1));
-    QCOMPARE(first.conflicts.size(), size_t(1));
-    QCOMPARE(QString::fromStdString(first.conflicts[0].setting), QString("strategy=high,r=4"));
-    QVERIFY2(first.conflicts[0].reason.find("sample p1") != std::string::npos, first.conflicts[0].reason.c_str());
-    // The conflicting run keeps the first source's results; the completed one took b's.
-    QCOMPARE_STR(query_column(out, "SELECT group_concat(x.score) FROM samples x JOIN runs r ON r.id = x.run_id JOIN settings s "
-                               "ON s.id = r.setting_id WHERE s.spec = 'strategy=high,r=4' ORDER BY x.sample_id")[0],
-             std::string("1.0,0.0"));
-    QCOMPARE_STR(query_column(out, "SELECT r.status || ' ' || (SELECT count(*) FROM samples WHERE run_id = r.id) || ' ' || "
-                               "(SELECT value FROM metrics WHERE run_id = r.id AND bucket = '') FROM runs r JOIN settings s "
-                               "ON s.id = r.setting_id WHERE s.spec = 'strategy=high,r=8'")[0],
-             std::string("finished 2 2.0"));
-    QCOMPARE(count_rows(out, "SELECT count(*) FROM samples x JOIN runs r ON r.id = x.run_id JOIN settings s ON s.id = "
-                             "r.setting_id WHERE s.spec = 'strategy=low,r=4'"),
-             int64_t(2));
-    QCOMPARE(count_rows(out, "SELECT count(*) FROM memory"), int64_t(3));
-    QCOMPARE(count_rows(out, "SELECT count(*) FROM models"), int64_t(1));
-    {
-        ResultsStore s = ResultsStore::open(out, ResultsStore::OpenMode::ExistingOnly);
-        QCOMPARE(QString::fromStdString(s.integrity_check()), QString("ok"));
-    }
-
-    // Idempotent: merging the same sources into the result changes no row (ids included).
-    const std::string before = dump_all(out);
-    const MergeReport second = merge_result_stores({a, b}, out);
-    QVERIFY(second.output_existed);
-    QCOMPARE(QString::fromStdString(dump_all(out)), QString::fromStdString(before));
-    for (const MergeSourceReport& r : second.sources) {
-        QCOMPARE(r.runs_added + r.runs_completed + r.runs_extended, int64_t(0));
-        QCOMPARE(r.samples_added, int64_t(0));
-    }
-    QCOMPARE(second.conflicts.size(), size_t(1));  // still reported, still not overwritten
-    // The output merged into itself, and a copy of it, change nothing either.
-    const MergeReport self = merge_result_stores({out}, out);
-    QCOMPARE(self.conflicts.size(), size_t(0));
-    QCOMPARE(QString::fromStdString(dump_all(out)), QString::fromStdString(before));
-
-    // The CLI: exit status 1 with the conflict on stderr; no temporary file left behind.
-    const CliRun cli = cli_run({"merge", a, b, "-o", out});
-    QCOMPARE(cli.status, 1);
-    QVERIFY2(cli.err.find("conflict:") != std::string::npos && cli.err.find("kept the output's") != std::string::npos,
-             cli.err.c_str());
-    for (const auto& entry : fs::directory_iterator(tmp.path().toStdString()))
-        QVERIFY2(entry.path().string().find(".tmp") == std::string::npos, entry.path().c_str());
-    const CliRun clean = cli_run({"merge", a, "-o", tmp.path().toStdString() + "/only-a.db", "--json"});
-    QVERIFY2(clean.status == 0, clean.err.c_str());
-    QCOMPARE(json::parse(clean.out)["runs_total"].get<int>(), 3);
-}
-
-void TestSweep::mergeRefusesUnknownSchema_data() {
-    QTest::addColumn<QString>("sql");
-    QTest::addColumn<QString>("needle");
-    QTest::newRow("older version") << "PRAGMA user_version = 1" << "schema version 1";
-    QTest::newRow("newer version") << "PRAGMA user_version = 99" << "schema version 99";
-    QTest::newRow("unknown table") << "CREATE TABLE training_log (run_id INTEGER, step INTEGER, loss REAL)"
-                                   << "table 'training_log' is unknown to merge";
-    QTest::newRow("unknown column") << "ALTER TABLE runs ADD COLUMN gpu_name TEXT" << "runs.gpu_name";
-}
-
-void TestSweep::mergeRefusesUnknownSchema() {
-    QFETCH(QString, sql);
-    QFETCH(QString, needle);
-    QTemporaryDir tmp;
-    const std::string good = tmp.path().toStdString() + "/good.db", bad = tmp.path().toStdString() + "/bad.db",
-                      out = tmp.path().toStdString() + "/out.db";
-    make_store(good, {{"strategy=high,r=4", "passkey", true, {{"p1", 1}}}});
-    make_store(bad, {{"strategy=low,r=4", "passkey", true, {{"p1", 1}}}});
-    exec_raw(bad, sql.toStdString());
-    const std::string n = needle.toStdString();
-    MLAWB_EXPECT_ERROR(merge_result_stores({good, bad}, out), "bad.db", n.c_str());
-    QVERIFY(!fs::exists(out));  // nothing written: the check runs before any copy
-    // An existing output keeps its bytes when a source is refused.
-    merge_result_stores({good}, out);
-    const std::string before = dump_all(out);
-    MLAWB_EXPECT_ERROR(merge_result_stores({bad}, out), n.c_str());
-    QCOMPARE(QString::fromStdString(dump_all(out)), QString::fromStdString(before));
-    const CliRun cli = cli_run({"merge", good, bad, "-o", out});
-    QCOMPARE(cli.status, 2);
-    QVERIFY2(cli.err.find(n) != std::string::npos, cli.err.c_str());
-}
-
-void TestSweep::mergeKnowsTheCurrentSchema() {
-    // A store made by this build has exactly the tables and columns merge copies. When the
-    // schema changes (a v3 table, a new column), this fails until merge_tables() is updated.
-    QTemporaryDir tmp;
-    const std::string db = tmp.path().toStdString() + "/fresh.db";
-    { ResultsStore::open(db); }
-    std::vector<std::string> expected;
-    for (const MergeTable& t : merge_tables()) expected.push_back(t.name);
-    std::sort(expected.begin(), expected.end());
-    QVERIFY(query_column(db, "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name") ==
-            expected);
-    for (const MergeTable& t : merge_tables()) {
-        std::vector<std::string> columns = query_column(db, std::string("SELECT name FROM pragma_table_info('") + t.name + "')");
-        std::vector<std::string> listed = t.columns;
-        std::sort(columns.begin(), columns.end());
-        std::sort(listed.begin(), listed.end());
-        QVERIFY2(columns == listed, t.name);
-    }
-    const std::string out = tmp.path().toStdString() + "/out.db";
-    const MergeReport r = merge_result_stores({db}, out);
-    QCOMPARE(r.runs_total, int64_t(0));
-    QCOMPARE(count_rows(out, "PRAGMA user_version"), int64_t(kResultsSchemaVersion));
-}
-
 void TestSweep::multiProcessShardsMergeEqualUnsharded() {
     // 3 shard processes in parallel, each with its own DB, merged; and 2 workers (--workers)
     // writing one DB: both equal one unsharded sweep, run key by run key, score by score.
@@ -724,181 +535,6 @@ void TestSweep::slurmScriptsShardTheGrid() {
     const CliRun m = finish(&merge);
     QCOMPARE(m.status, 2);
     QVERIFY2(m.err.find("shard-0-of-3.db is missing") != std::string::npos, m.err.c_str());
-}
-
-void TestSweep::paretoFront() {
-    // bytes, value: (10, 50) (20, 60) (20, 55) (30, 60) (5, 40) (40, 70) (40, 70)
-    const std::vector<ParetoPoint> points = {{10, 50}, {20, 60}, {20, 55}, {30, 60}, {5, 40}, {40, 70}, {40, 70}};
-    QVERIFY(pareto_front(points) == (std::vector<size_t>{4, 0, 1, 5, 6}));
-    std::vector<ParetoPoint> front;
-    for (size_t i : pareto_front(points)) front.push_back(points[i]);
-    QCOMPARE(front_gap({20, 55}, front), 5.0);
-    QCOMPARE(front_gap({30, 60}, front), 0.0);
-    QCOMPARE(front_gap({3, 10}, front), 0.0);   // cheaper than the whole front
-    QCOMPARE(front_gap({45, 80}, front), 0.0);  // above it
-}
-
-void TestSweep::budgetParse_data() {
-    QTest::addColumn<QString>("text");
-    QTest::addColumn<double>("share");  // < 0: refused
-    QTest::newRow("percent") << "20%" << 0.2;
-    QTest::newRow("fraction") << "0.25" << 0.25;
-    QTest::newRow("all") << "100%" << 1.0;
-    QTest::newRow("zero") << "0%" << -1.0;
-    QTest::newRow("over") << "150%" << -1.0;
-    QTest::newRow("words") << "a fifth" << -1.0;
-    QTest::newRow("trailing") << "20%%" << -1.0;
-}
-
-void TestSweep::budgetParse() {
-    QFETCH(QString, text);
-    QFETCH(double, share);
-    if (share < 0) MLAWB_EXPECT_ERROR(parse_budget(text.toStdString()), "--budget");
-    else QCOMPARE(parse_budget(text.toStdString()), share);
-}
-
-void TestSweep::recommendCandidatesAndScores() {
-    const ModelConfig config = mha_config();
-    const std::vector<Candidate> without = enumerate_candidates(config, 0.25, CandidateAxes{}, "");
-    const std::vector<Candidate> with = enumerate_candidates(config, 0.25, CandidateAxes{}, "s.json");
-    QVERIFY(without.size() > 100);
-    QVERIFY(with.size() > without.size());
-    std::set<std::string> texts;
-    for (const Candidate& c : with) {
-        QVERIFY2(c.share <= 0.25 + 1e-12, c.text.c_str());
-        QVERIFY2(texts.insert(c.text).second, c.text.c_str());  // distinct
-        QCOMPARE(QString::fromStdString(canonical_setting(MlaSpec::parse(c.text), config).to_string()),
-                 QString::fromStdString(c.text));
-        c.spec.validate_sizes(config);
-        QCOMPARE(c.quant_fidelity, quantization_fidelity(c.spec.kv_bits));
-    }
-    for (const Candidate& c : without) QVERIFY(c.spec.strategy != "2-norm");
-    QVERIFY(texts.count("strategy=full,kv_bits=4"));                // 25% exactly
-    QVERIFY(texts.count("strategy=high,r=4,d_kv=24,svd=joint"));    // 4 (8 + 24) x 2 B = 256 B of 1024 per layer
-    QVERIFY(!texts.count("strategy=high,r=8,d_kv=24,svd=joint"));   // 320 B: over
-    QVERIFY(!texts.count("strategy=full,kv_bits=8"));               // 50%
-
-    QCOMPARE(quantization_fidelity(16), 1.0);
-    QCOMPARE(quantization_fidelity(2), 1.0 - 1.0 / 9.0);
-    QCOMPARE(quantization_fidelity(4), 1.0 - 1.0 / 225.0);
-
-    RopeScores scores;  // 1 layer, 1 KV head, 4 pairs
-    scores.n_layer = scores.n_head = scores.n_kv_head = 1;
-    scores.n_pairs = 4;
-    scores.scores = {4, 3, 2, 1};
-    KeptPairs kept(1, 1, 4);
-    kept.set(0, 0, 0);
-    kept.set(0, 0, 1);
-    QCOMPARE(rope_mass_kept(scores, kept), 0.7);
-    MLAWB_EXPECT_ERROR(rope_mass_kept(scores, KeptPairs(2, 1, 4)), "do not match");
-
-    LayerSpectrum layer;  // joint sigma 2, 1: rank 1 keeps 4 of 5; split: k_nope 1, 1 and v 3, 1
-    layer.sigma_joint = {2, 1};
-    layer.sigma_k_nope = {1, 1};
-    layer.sigma_v = {3, 1};
-    QCOMPARE(spectral_energy_kept({layer}, SvdMode::Joint, 1, 1), 0.8);
-    QCOMPARE(spectral_energy_kept({layer}, SvdMode::Split, 2, 1), (1.0 + 9.0) / 12.0);
-    QCOMPARE(spectral_energy_kept({layer}, SvdMode::None, -1, 1), 1.0);
-
-    // The shortlist: at most 2 per family, families ordered by their best score.
-    std::vector<Candidate> cs(5);
-    const double analysis[] = {0.9, 0.5, 0.7, 0.95, 0.6};
-    const int bits[] = {16, 16, 16, 4, 4};
-    for (int i = 0; i < 5; ++i) {
-        cs[i].spec.kv_bits = bits[i];
-        cs[i].analysis = analysis[i];
-        cs[i].text = "c" + std::to_string(i);
-    }
-    QVERIFY(shortlist(cs, 2) == (std::vector<size_t>{3, 4, 0, 2}));
-    QVERIFY(shortlist(cs, 1) == (std::vector<size_t>{3, 0}));
-}
-
-void TestSweep::recommendNearSweepFront() {
-    // `mlawb recommend --budget 25%` on wb-tiny-mha, its top settings evaluated, against a small
-    // sweep of settings within the same budget recorded in the same DB with the same options:
-    // every recommended point is on or above the sweep's accuracy-against-bytes front, or below
-    // it by at most one record's weight in the mean score. Small on purpose (2 records of 2
-    // datasets, 1024 tokens of perplexity); the README's numbers come from a larger run.
-    QTemporaryDir tmp;
-    const std::string dir = tmp.path().toStdString(), db = dir + "/cmp.db", scores = dir + "/scores.json";
-    const std::string text = test::fixtures_dir() + "/heldout.txt";
-    MLAWB_REQUIRE_PATH(text);
-    const std::vector<std::string> eval_opts = {"--tasks", tasks_dir(), "--datasets", "passkey,source_cls", "--limit", "2",
-                                                "--db", db};
-    const CliRun calib = cli_run({"rope-scores", mha(), "--calib", text, "--windows", "2", "--seq-len", "512", "--out", scores});
-    QVERIFY2(calib.status == 0, calib.err.c_str());
-    std::vector<std::string> rec = {"recommend", mha(), "--budget", "25%", "--scores", scores, "--calib", text,
-                                    "--ppl-tokens", "1024", "--strategies", "full,high,2-norm", "--kv-bits", "16,4",
-                                    "--per-family", "1", "--evaluate", "2", "--json"};
-    rec.insert(rec.end(), eval_opts.begin(), eval_opts.end());
-    const CliRun r = cli_run(rec);
-    QVERIFY2(r.status == 0, r.err.c_str());
-    const json report = json::parse(r.out);
-    QVERIFY(report["candidates"].get<int>() > 10);
-    const double budget_bytes = report["budget_bytes"].get<double>();
-    std::vector<std::pair<std::string, ParetoPoint>> recommended;
-    for (const json& row : report["shortlist"]) {
-        QVERIFY(row["bytes"].get<double>() <= budget_bytes + 1e-9);
-        QVERIFY(!row["perplexity"].is_null());
-        if (row.contains("accuracy"))
-            recommended.push_back({row["setting"], {row["bytes"].get<double>(), row["accuracy"].get<double>()}});
-    }
-    QCOMPARE(recommended.size(), size_t(2));
-
-    std::vector<std::string> grids = {"strategy=high,2-norm;r=2,4;d_kv=8,16,24;scores=" + scores, "strategy=full;kv_bits=4,2",
-                                      "strategy=high;r=8;d_kv=32,48;kv_bits=8"};
-    std::set<std::string> swept;
-    for (const std::string& grid : grids) {
-        std::vector<std::string> sweep = {"sweep", mha(), "--grid", grid};
-        sweep.insert(sweep.end(), eval_opts.begin(), eval_opts.end());
-        std::vector<std::string> plan = sweep;
-        plan.erase(plan.end() - 2, plan.end());  // no --db: every item
-        plan.insert(plan.end(), {"--plan", "--json"});
-        const CliRun p = cli_run(plan);
-        QVERIFY2(p.status == 0, p.err.c_str());
-        for (const json& item : json::parse(p.out)) swept.insert(item["setting"].get<std::string>());
-        const CliRun ran = cli_run(sweep);
-        QVERIFY2(ran.status == 0, ran.err.c_str());
-    }
-    // Per swept setting: mean of the datasets' headline scores (eval's "overall") and KV bytes.
-    std::map<std::string, std::vector<double>> scores_of;
-    std::map<std::string, double> bytes_of;
-    for (const std::string& row : query_column(
-             db, "SELECT s.spec || '|' || printf('%.17g', x.value) || '|' || printf('%.17g', mem.bytes_formula) FROM runs r "
-                 "JOIN settings s ON s.id = r.setting_id JOIN memory mem ON mem.run_id = r.id JOIN metrics x ON x.run_id = r.id "
-                 "AND x.bucket = '' WHERE r.status = 'finished' AND x.rowid = (SELECT min(rowid) FROM metrics WHERE run_id = "
-                 "r.id AND bucket = '')")) {
-        const size_t a = row.rfind('|', row.rfind('|') - 1), b = row.rfind('|');
-        // eval records the resolved spec ("strategy=full,r=32,..."); the sweep lists canonical ones.
-        const std::string spec = canonical_setting(MlaSpec::parse(row.substr(0, a)), mha_config()).to_string();
-        scores_of[spec].push_back(std::stod(row.substr(a + 1, b - a - 1)));
-        bytes_of[spec] = std::stod(row.substr(b + 1));
-    }
-    std::vector<std::string> names;
-    std::vector<ParetoPoint> points;
-    for (const std::string& spec : swept) {
-        QVERIFY2(scores_of[spec].size() == 2, spec.c_str());
-        if (bytes_of[spec] > budget_bytes + 1e-9) continue;
-        double mean = 0;
-        for (double v : scores_of[spec]) mean += v / 2;
-        names.push_back(spec);
-        points.push_back({bytes_of[spec], std::round(mean * 100) / 100});
-    }
-    QVERIFY(points.size() >= 10);
-    std::vector<ParetoPoint> front;
-    qInfo("sweep within budget (%zu settings; * = on its Pareto front):", points.size());
-    const std::vector<size_t> on_front = pareto_front(points);
-    for (size_t i = 0; i < points.size(); ++i) {
-        const bool f = std::find(on_front.begin(), on_front.end(), i) != on_front.end();
-        if (f) front.push_back(points[i]);
-        qInfo("  %c %-60s %6.0f B/token %6.2f", f ? '*' : ' ', names[i].c_str(), points[i].bytes, points[i].value);
-    }
-    const double one_record = 100.0 / (2 * 2);  // one of 2 records of one of 2 datasets, in the mean
-    for (const auto& [spec, p] : recommended) {
-        const double gap = front_gap(p, front);
-        qInfo("recommended %-50s %6.0f B/token %6.2f: %.2f below the sweep's front", spec.c_str(), p.bytes, p.value, gap);
-        QVERIFY2(gap <= one_record, spec.c_str());
-    }
 }
 
 QTEST_GUILESS_MAIN(TestSweep)
