@@ -32,6 +32,58 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                  : "r"(smem_addr(p)));
 }
 
+// Cluster and mbarrier primitives (sm_90) for the CTA-pair variant: the K tiles arrive by bulk
+// copies multicast to both CTAs of a cluster, each signalling the transaction bytes on the
+// barrier at the same shared-memory offset in every destination CTA.
+__device__ __forceinline__ uint32_t cluster_rank() {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+    return r;
+}
+__device__ __forceinline__ void cluster_sync_all() {
+    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
+// One arrival that also announces `bytes` of bulk copies landing in this CTA this phase.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+// An arrival on the barrier at the same offset in cluster CTA `rank` (this CTA's own included).
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
+    uint32_t remote;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(bar)), "r"(rank));
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+// Waits until the phase of parity `parity` has completed (acquire at cluster scope: the peer's
+// reads of a buffer happen before the copies that overwrite it).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+    const uint32_t addr = smem_addr(bar);
+    uint32_t done = 0;
+    do {
+        asm volatile(
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(addr), "r"(parity)
+            : "memory");
+    } while (!done);
+}
+// A hint: `bytes` from global memory into L2 (no register, no shared memory, no completion).
+__device__ __forceinline__ void prefetch_l2(const void* src, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
+// `bytes` from global memory into the same offset of shared memory in every CTA of `mask`.
+__device__ __forceinline__ void bulk_copy_multicast(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
+                                                    uint16_t mask) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
+        "%4;\n" ::"r"(smem_addr(dst)),
+        "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(mask)
+        : "memory");
+}
+
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 
@@ -58,15 +110,16 @@ __device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (
 struct MmaSmem {
     int row;        // elements per padded row of Q and K (dv + 8)
     int p_row;      // elements per padded row of P (16 + 8)
-    size_t q, k, kr, s, qr, pm, m, l, alpha, total;
+    size_t q, k, kr, s, qr, pm, m, l, alpha, bar, total;
 };
 
 // q_in_smem false: the queries' a part lives in registers (decode_mma with DW 256), no sQ.
 // kr_row > 0: the block's rope keys (kr_row elements a token: its KV heads' r parts side by side)
 // are staged beside each K tile, so the softmax step reads them from shared memory instead of
 // waiting on a global load between two barriers every tile.
+// pair: the CTA-pair variant's mbarriers (full and empty, one each a stage) at the end.
 __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, int stages, int elem, bool q_in_smem,
-                                            int kr_row) {
+                                            int kr_row, bool pair = false) {
     MmaSmem s;
     s.row = dv + 8;
     s.p_row = kMmaTokens + 8;
@@ -90,23 +143,35 @@ __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, i
     at += bm * 4;
     s.alpha = at;
     at += bm * 4;
+    at = (at + 7) / 8 * 8;
+    s.bar = at;
+    if (pair) at += static_cast<size_t>(2) * stages * sizeof(uint64_t);
     s.total = (at + 15) / 16 * 16;
     return s;
 }
 
-template <typename T, int MT, int DW, int STAGES>
+// PAIR: launched in clusters of two along x (two head tiles that read the same latent rows).
+// Each K tile is fetched once from L2 and multicast into both CTAs' shared memory: CTA rank r
+// copies rows [8r, 8r+8) of every tile into both (cp.async.bulk, one copy a row, so the padded
+// row layout stays). A stage's `full` barrier counts the 16 rows' bytes; its `empty` barrier
+// takes one arrival from each CTA once all its warps are past the stage (the refill overwrites
+// the peer's copy too). Rope keys (different per CTA) still come by cp.async. Without the pair,
+// the two head tiles each pulled every latent row from L2 into their SM: twice the L2 traffic,
+// which is what kept loads from overlapping the arithmetic (scripts/gpu/NOTES.md, versions 2-4).
+template <typename T, int MT, int DW, int STAGES, bool PAIR = false>
 __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
-               float* __restrict__ ws_ml, int skip) {
+               float* __restrict__ ws_ml, int skip, int prefetch_tiles) {
     constexpr int BM = 16 * MT;
     constexpr int NT = kMmaTokens;
+    static_assert(!PAIR || DW >= 256, "the CTA pair keeps the queries in registers");
     // With 256 latent columns per warp (L = 2048) the queries' A fragments stay in registers
     // (64 per thread): the 66 KB of sQ go to a third K stage instead.
     constexpr bool QREG = DW >= 256;
     extern __shared__ __align__(16) unsigned char smem[];
     const int warps = blockDim.x / 32;
     const int dv = p.value_dim, dr = p.key_r_dim;
-    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row);
+    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row, PAIR);
     T* sQ = reinterpret_cast<T*>(smem + L.q);  // unused when QREG
     T* sK = reinterpret_cast<T*>(smem + L.k);
     T* sKr = reinterpret_cast<T*>(smem + L.kr);  // [STAGES][16 tokens][kr_row], when kr_row > 0
@@ -116,6 +181,8 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     float* sM = reinterpret_cast<float*>(smem + L.m);
     float* sL = reinterpret_cast<float*>(smem + L.l);
     float* sAlpha = reinterpret_cast<float*>(smem + L.alpha);
+    uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + L.bar);  // PAIR: [STAGES] tile landed
+    uint64_t* empty_bar = full_bar + STAGES;                          // PAIR: [STAGES] both CTAs done with it
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
     const int b = blockIdx.z, split = blockIdx.y;
@@ -145,6 +212,35 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     const int k_r0 = tid / chunks_per_row, k_c0 = tid % chunks_per_row;
     const int k_dr = nthreads / chunks_per_row, k_dc = nthreads % chunks_per_row;
     const int r_chunks_head = dr / 8;  // 16-byte chunks of one KV head's rope keys
+    auto load_rope = [&](int tile, int stage) {
+        const int t0 = t_begin + tile * NT;
+        // Rope keys staged head-major, [KV head][token][dr]: the softmax step's 16 lanes of one
+        // head read 16 consecutive tokens without bank conflicts.
+        T* rdst = sKr + static_cast<size_t>(stage) * NT * kr_row;
+        for (int idx = tid; idx < NT * kr_chunks; idx += nthreads) {
+            const int g = idx / (NT * r_chunks_head), rem = idx % (NT * r_chunks_head);
+            const int r = rem / r_chunks_head, cc = rem % r_chunks_head;
+            const int t = t0 + r;
+            const bool valid = t < t_end;
+            const T* src = valid ? krb + (g_lo + g) * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t + cc * 8
+                                 : krb;
+            cp_async16(rdst + (g * NT + r) * dr + cc * 8, src, valid);
+        }
+    };
+    // PAIR, one thread: this CTA's half of the tile's rows, multicast to both CTAs. Rows past
+    // the range repeat the last visible row (finite values; their P is 0), so every tile moves
+    // the same bytes.
+    const uint32_t rank = PAIR ? cluster_rank() : 0;
+    auto issue_pair_rows = [&](int tile, int stage) {
+        const int t0 = t_begin + tile * NT;
+        T* dst = sK + static_cast<size_t>(stage) * NT * L.row;
+        mbar_arrive_expect_tx(&full_bar[stage], NT * dv * sizeof(T));
+        for (int r = static_cast<int>(rank) * (NT / 2); r < static_cast<int>(rank + 1) * (NT / 2); ++r) {
+            const int t = min(t0 + r, t_end - 1);
+            bulk_copy_multicast(dst + r * L.row, kbase + static_cast<int64_t>(t) * p.ka_stride_t, dv * sizeof(T),
+                                &full_bar[stage], 0x3);
+        }
+    };
     auto load_tile = [&](int tile, int stage) {
         const int t0 = t_begin + tile * NT;
         T* dst = sK + static_cast<size_t>(stage) * NT * L.row;
@@ -160,24 +256,49 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 ++r;
             }
         }
-        // Rope keys staged head-major, [KV head][token][dr]: the softmax step's 16 lanes of one
-        // head read 16 consecutive tokens without bank conflicts.
-        T* rdst = sKr + static_cast<size_t>(stage) * NT * kr_row;
-        for (int idx = tid; idx < NT * kr_chunks; idx += nthreads) {
-            const int g = idx / (NT * r_chunks_head), rem = idx % (NT * r_chunks_head);
-            const int r = rem / r_chunks_head, cc = rem % r_chunks_head;
-            const int t = t0 + r;
-            const bool valid = t < t_end;
-            const T* src = valid ? krb + (g_lo + g) * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t + cc * 8
-                                 : krb;
-            cp_async16(rdst + (g * NT + r) * dr + cc * 8, src, valid);
-        }
+        load_rope(tile, stage);
     };
     const int n_tiles = (t_end - t_begin + NT - 1) / NT;
+    // L2 prefetch of the whole cache rows (latent and rope keys, when they are one contiguous
+    // row) of tile `tile`, one row a thread of the first 16: it puts more bytes in flight than
+    // the shared-memory stages hold, so the tile loads later find their rows in L2.
+    const bool rows_contiguous =
+        dr > 0 && krb == kbase + dv && p.kr_stride_h == dr && p.kr_stride_t == p.ka_stride_t;  // [c_kv | k_rope]
+    const uint32_t prefetch_bytes = (dv + (rows_contiguous ? p.kv_heads * dr : 0)) * sizeof(T);
+    auto prefetch_tile = [&](int tile) {
+        if (prefetch_tiles <= 0 || tile >= n_tiles || tid >= NT) return;
+        const int t = t_begin + tile * NT + tid;
+        if (t < t_end) prefetch_l2(kbase + static_cast<int64_t>(t) * p.ka_stride_t, prefetch_bytes);
+    };
+    if constexpr (PAIR) {
+        // Both CTAs of the pair have the same range (same sequence and split), so they run the
+        // same tiles and make the same barrier steps. The barriers must be initialised in both
+        // before either multicasts into the other or arrives on its barriers.
+        if (tid == 0) {
+            for (int s = 0; s < STAGES; ++s) {
+                mbar_init(&full_bar[s], 1);   // this CTA's arrive.expect_tx; the bytes of both halves
+                mbar_init(&empty_bar[s], 2);  // one arrival from each CTA
+            }
+            mbar_init_fence();
+        }
+        cluster_sync_all();
+        for (int d = 0; d < prefetch_tiles; ++d) prefetch_tile(STAGES + d);
+        // All STAGES stages filled up front (group s: the rope keys of tile s).
 #pragma unroll
-    for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < n_tiles) load_tile(s, s);
-        cp_async_commit();
+        for (int s = 0; s < STAGES; ++s) {
+            if (s < n_tiles) {
+                if (tid == 0) issue_pair_rows(s, s);
+                load_rope(s, s);
+            }
+            cp_async_commit();
+        }
+    } else {
+        for (int d = 0; d < prefetch_tiles; ++d) prefetch_tile(STAGES - 1 + d);
+#pragma unroll
+        for (int s = 0; s < STAGES - 1; ++s) {
+            if (s < n_tiles) load_tile(s, s);
+            cp_async_commit();
+        }
     }
 
     // Queries: the a part (bf16/f16) for the tensor cores, the r part in float32.
@@ -226,10 +347,22 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     const float qscale = p.scale * kLog2e;
 
     for (int tile = 0; tile < n_tiles; ++tile) {
-        cp_async_wait<STAGES - 2>();
-        __syncthreads();  // tile landed for every thread; the buffer refilled below is free
-        if (!(skip & 8) && tile + STAGES - 1 < n_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
-        cp_async_commit();
+        if constexpr (PAIR) {
+            // The rope keys of tile - 1 + STAGES into the stage tile - 1 used (its softmax step,
+            // the only reader, ended before the last barrier of tile - 1). Group g = tile g.
+            if (tile >= 1) {
+                if (tile - 1 + STAGES < n_tiles) load_rope(tile - 1 + STAGES, (tile - 1) % STAGES);
+                cp_async_commit();
+                prefetch_tile(tile - 1 + STAGES + prefetch_tiles);
+            }
+            mbar_wait(&full_bar[tile % STAGES], (tile / STAGES) & 1);  // both halves of K landed
+        } else {
+            cp_async_wait<STAGES - 2>();
+            __syncthreads();  // tile landed for every thread; the buffer refilled below is free
+            if (!(skip & 8) && tile + STAGES - 1 < n_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
+            cp_async_commit();
+            prefetch_tile(tile + STAGES - 1 + prefetch_tiles);
+        }
         const T* K = sK + static_cast<size_t>(tile % STAGES) * NT * L.row;
         const int t0 = t_begin + tile * NT;
 
@@ -269,7 +402,19 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 *reinterpret_cast<float2*>(Sw + row * NT + col) = make_float2(sacc[mt][n][0], sacc[mt][n][1]);
                 *reinterpret_cast<float2*>(Sw + (row + 8) * NT + col) = make_float2(sacc[mt][n][2], sacc[mt][n][3]);
             }
+        if constexpr (PAIR) cp_async_wait<STAGES - 1>();  // this thread's rope copies of the tile
         if (!(skip & 16)) __syncthreads();
+        if constexpr (PAIR) {
+            // Every warp of this CTA is past tile - 1 (its P.V included): release that stage
+            // to both producers, and refill it once the peer has released it too.
+            if (tid == 0 && tile >= 1 && tile - 1 + STAGES < n_tiles) {
+                const int stage = (tile - 1) % STAGES;
+                mbar_arrive_cluster(&empty_bar[stage], rank);
+                mbar_arrive_cluster(&empty_bar[stage], rank ^ 1u);
+                mbar_wait(&empty_bar[stage], ((tile - 1) / STAGES) & 1);
+                issue_pair_rows(tile - 1 + STAGES, stage);
+            }
+        }
 
         // Sum over warps, add the r part, online softmax per head (16 lanes per head row).
         for (int e = tid; e < ((skip & 2) ? 0 : BM * NT); e += nthreads) {
@@ -284,12 +429,14 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 const T* kr = kr_row > 0 ? sKr + static_cast<size_t>(tile % STAGES) * NT * kr_row + ((g - g_lo) * NT + col) * dr
                                          : krb + g * p.kr_stride_h + static_cast<int64_t>(t) * p.kr_stride_t;
                 const float* qr = sQr + row * dr;
+                float part[4] = {0.f, 0.f, 0.f, 0.f};  // four short chains: this step is latency-bound
                 for (int c = 0; c < dr; c += 8) {
                     float kf[8];  // staged: a shared-memory load (ld.global.nc must not see it)
                     unpack<T>(kr_row > 0 ? *reinterpret_cast<const uint4*>(kr + c) : load16(kr + c), kf);
 #pragma unroll
-                    for (int j = 0; j < 8; ++j) s = fmaf(qr[c + j], kf[j], s);
+                    for (int j = 0; j < 8; ++j) part[j & 3] = fmaf(qr[c + j], kf[j], part[j & 3]);
                 }
+                s += (part[0] + part[1]) + (part[2] + part[3]);
             }
             s = valid ? s * qscale : -INFINITY;
             float mx = s;
@@ -341,6 +488,8 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         }
     }
     cp_async_wait<0>();
+    // The peer may still arrive on this CTA's barriers until it is past its last refill.
+    if constexpr (PAIR) cluster_sync_all();
 
     // Partials: o against the block's running max, plus m and l per head.
 #pragma unroll

@@ -9,7 +9,8 @@
 // would move them) and ||out - ref|| / ||ref|| under the bound of the dtype.
 //
 //   test_decode_attention            the checks (ctest -L gpu)
-//   test_decode_attention --bench    plus kernel-only timings at Llama-2-7B shapes
+//   test_decode_attention --bench [SHAPE]   plus kernel-only timings at Llama-2-7B shapes (those whose
+//                                           name contains SHAPE, e.g. "MLA L 2048 + 32")
 #include "core/cuda/decode_attention.h"
 #include "core/decode_attention_ref.h"
 #include "gpu_check.h"
@@ -55,7 +56,12 @@ struct Case {
 int elem_size(DType t) { return t == DType::F32 ? 4 : 2; }
 const char* dtype_name(DType t) { return t == DType::F32 ? "f32" : t == DType::F16 ? "f16" : "bf16"; }
 const char* kernel_name(DecodeKernel k) {
-    return k == DecodeKernel::Simt ? "simt" : k == DecodeKernel::TensorCore ? "tensor-core" : "auto";
+    switch (k) {
+        case DecodeKernel::Simt: return "simt";
+        case DecodeKernel::TensorCore: return "tensor-core";
+        case DecodeKernel::TensorCorePair: return "tc-pair";
+        default: return "auto";
+    }
 }
 
 // A host buffer of `n` elements of `dtype`, as raw bytes.
@@ -211,7 +217,7 @@ void run_case(const Case& c, unsigned seed) {
     p.out = dout.ptr;
 
     int ran = 0;
-    for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::Auto}) {
+    for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::TensorCorePair, DecodeKernel::Auto}) {
         const char* why = cuda::decode_attention_unsupported(p, k);
         const std::string label = c.name + " [" + dtype_name(c.dtype) + ", " + kernel_name(k) + "]";
         if (why) {
@@ -270,6 +276,10 @@ std::vector<Case> cases() {
     v.push_back({"mla L2048 2r16 h16 kv4 (pair)", DType::BF16, Layout::Mla, 3, 16, 4, 2048, 16, {2, 1500, 16}, 1536});
     v.push_back({"mla L1024 2r0 h32 kv8 (pair)", DType::BF16, Layout::Mla, 2, 32, 8, 1024, 0, {31, 900}, 1000});
     v.push_back({"mla L2048 2r32 h32 f16 window 300 (pair)", DType::F16, Layout::Mla, 2, 32, 32, 2048, 32, {1200, 77}, 1280, 300});
+    // The multicast CTA pair (L 2048, an even number of 16-head tiles): two pairs a sequence with
+    // GQA rope rows, an empty sequence, one shorter than the pipeline's stages, a ragged tail.
+    v.push_back({"mla L2048 2r16 h64 kv8 (tc-pair x2)", DType::BF16, Layout::Mla, 4, 64, 8, 2048, 16, {0, 3, 2100, 40}, 2200});
+    v.push_back({"mla L2048 2r0 h32 kv32 f16 (tc-pair)", DType::F16, Layout::Mla, 2, 32, 32, 2048, 0, {4111, 1}, 4200});
     v.push_back({"mla L1024 2r16 h16 kv16 (pair)", DType::BF16, Layout::Mla, 1, 16, 16, 1024, 16, {4097}, 4100});
     v.push_back({"mla L128 2r16 h8 kv4", DType::BF16, Layout::Mla, 2, 8, 4, 128, 16, {50, 129}, 160});
     v.push_back({"mla L128 2r8 f32", DType::F32, Layout::Mla, 2, 8, 4, 128, 8, {77, 3}, 100});
@@ -284,7 +294,7 @@ std::vector<Case> cases() {
 
 // Kernel-only time at Llama-2-7B shapes (one layer): median of 20 event-timed launches over
 // 4 rotating caches, bytes = the visible cache read once.
-void bench() {
+void bench(const std::string& only) {
     struct Shape {
         const char* name;
         Layout layout;
@@ -298,6 +308,7 @@ void bench() {
     std::printf("%-22s %6s %7s %-12s %10s %10s %8s\n", "shape", "batch", "ctx", "kernel", "us", "GB/s", "of 3.35");
     for (const Shape& s : shapes)
         for (int batch : {1, 8, 32})
+            if (only.empty() || std::string(s.name).find(only) != std::string::npos)
             for (int ctx : {2048, 8192}) {
                 const int64_t row = s.layout == Layout::Standard ? 2LL * s.da * s.heads : s.da + 1LL * s.heads * s.dr;
                 const size_t cache_bytes = static_cast<size_t>(batch) * ctx * row * 2;
@@ -348,7 +359,7 @@ void bench() {
                     }
                 };
                 point(caches[0]->ptr);
-                for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore}) {
+                for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::TensorCorePair}) {
                     if (cuda::decode_attention_unsupported(p, k)) continue;
                     DevBuf ws(cuda::decode_attention_workspace_bytes(p, k));
                     cudaEvent_t e0, e1;
@@ -395,6 +406,6 @@ int main(int argc, char** argv) {
         std::printf("%s\n", c.name.c_str());
         run_case(c, seed++);
     }
-    if (argc > 1 && std::string(argv[1]) == "--bench") bench();
+    if (argc > 1 && std::string(argv[1]) == "--bench") bench(argc > 2 ? argv[2] : "");
     return test::finish("test_decode_attention");
 }
