@@ -326,7 +326,6 @@ std::string BatchedDecoder::attention_backend() const {
     switch (cuda::decode_attention_resolve(p, m.kernel)) {
         case cuda::DecodeKernel::Simt: return "simt";
         case cuda::DecodeKernel::TensorCore: return "tensor-core";
-        case cuda::DecodeKernel::TensorCorePair: return "tensor-core pair";
         default: break;
     }
 #endif

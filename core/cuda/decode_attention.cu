@@ -17,9 +17,6 @@
 //                    memory (plus the small per-head r part on CUDA cores), the online softmax
 //                    runs once per tile, and P (bf16) times the warp's value columns accumulates
 //                    in registers.
-//   decode_mma, PAIR the same kernel in clusters of two CTAs (the two 16-head tiles of one latent
-//                    row): each K tile is read once from L2 and multicast into both CTAs' shared
-//                    memory (cp.async.bulk with mbarriers) instead of once per head tile.
 #include "core/cuda/device_common.cuh"
 
 #include <cuda_bf16.h>
@@ -137,17 +134,6 @@ int device_sm_count() {
     return count;
 }
 
-// Thread-block clusters (and so the multicast copies of the CTA pair): compute capability 9.0+.
-bool device_has_clusters() {
-    static const bool yes = [] {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess) return false;
-        if (cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, dev) != cudaSuccess) return false;
-        return v != 0;
-    }();
-    return yes;
-}
-
 int device_smem_optin() {
     static const int bytes = [] {
         int dev = 0, n = 0;
@@ -162,17 +148,6 @@ int device_smem_optin() {
 // Profiling only (scripts/gpu/profile_step.sh): MLAWB_DECODE_ABLATION=<mask> leaves stages of the
 // tensor-core kernel out (1 Q.K^T, 2 softmax, 4 P.V, 8 tile loads, 16 mid-tile barriers); the
 // results are then wrong. Read once.
-// Tiles of cache rows the tensor-core kernel prefetches into L2 beyond its shared-memory stages
-// (MLAWB_DECODE_PREFETCH, default kDefaultPrefetchTiles; 0 turns it off). Read once.
-constexpr int kDefaultPrefetchTiles = 2;
-int prefetch_tiles() {
-    static const int tiles = [] {
-        const char* v = std::getenv("MLAWB_DECODE_PREFETCH");
-        return v ? std::max(0, std::atoi(v)) : kDefaultPrefetchTiles;
-    }();
-    return tiles;
-}
-
 int ablation_mask() {
     static const int mask = [] {
         const char* v = std::getenv("MLAWB_DECODE_ABLATION");
@@ -205,7 +180,17 @@ bool simt_config(const DecodeAttentionParams& p, SimtConfig& c) {
 // Tensor-core configuration: MT m16 tiles of heads per block, DW latent columns per warp.
 struct MmaConfig {
     int mt = 0, dw = 0, warps = 0, stages = 0;
+    bool bulk = true;  // K tiles by bulk copies (the TMA engine) instead of cp.async
 };
+
+// MLAWB_DECODE_BULK=0 loads the K tiles by cp.async instead (for comparison). Read once.
+bool bulk_loads_wanted() {
+    static const bool yes = [] {
+        const char* v = std::getenv("MLAWB_DECODE_BULK");
+        return !v || std::atoi(v) != 0;
+    }();
+    return yes;
+}
 
 bool mma_config(const DecodeAttentionParams& p, MmaConfig& c) {
     const int dv = p.value_dim;
@@ -223,6 +208,7 @@ bool mma_config(const DecodeAttentionParams& p, MmaConfig& c) {
         // Stages of 16-token K tiles: three, except at 128 columns a warp with L = 1024 (sQ + 3 x 33 KB
         // would pass the 227 KB a block may have); with 256 a warp the queries sit in registers.
         c.stages = (dw == 128 && dv >= 1024) ? 2 : 3;
+        c.bulk = bulk_loads_wanted();
         return true;
     }
     return false;
@@ -266,18 +252,6 @@ const char* decode_attention_unsupported(const DecodeAttentionParams& p, DecodeK
         if (p.value_dim < 64) return "tensor-core kernel: value_dim must be at least 64";
         return nullptr;
     }
-    if (kernel == DecodeKernel::TensorCorePair) {
-        if (const char* why = decode_attention_unsupported(p, DecodeKernel::TensorCore)) return why;
-        MmaConfig c;
-        mma_config(p, c);
-        if (c.dw < 256 || c.mt != 1) return "tensor-core pair: value_dim must be 2048 (256 latent columns a warp)";
-        if ((p.q_heads + 15) / 16 % 2) return "tensor-core pair: the query heads must make an even number of 16-head tiles";
-        const int group = p.q_heads / p.kv_heads;
-        if (p.ka_stride_h != 0 && group % 32 != 0)
-            return "tensor-core pair: both head tiles of a pair must read the same latent row";
-        if (!device_has_clusters()) return "tensor-core pair: the GPU has no thread-block clusters (sm_90+)";
-        return nullptr;
-    }
     // Auto: either.
     if (!decode_attention_unsupported(p, DecodeKernel::TensorCore)) return nullptr;
     return decode_attention_unsupported(p, DecodeKernel::Simt);
@@ -287,8 +261,7 @@ DecodeKernel decode_attention_resolve(const DecodeAttentionParams& p, DecodeKern
     if (kernel != DecodeKernel::Auto) return decode_attention_unsupported(p, kernel) ? DecodeKernel::Auto : kernel;
     // Tensor cores pay off when many heads share a row; one or two heads per row stay on CUDA cores.
     if (!decode_attention_unsupported(p, DecodeKernel::TensorCore) && p.q_heads / p.kv_heads * (p.ka_stride_h == 0 ? p.kv_heads : 1) >= 8)
-        return decode_attention_unsupported(p, DecodeKernel::TensorCorePair) ? DecodeKernel::TensorCore
-                                                                             : DecodeKernel::TensorCorePair;
+        return DecodeKernel::TensorCore;
     if (!decode_attention_unsupported(p, DecodeKernel::Simt)) return DecodeKernel::Simt;
     if (!decode_attention_unsupported(p, DecodeKernel::TensorCore)) return DecodeKernel::TensorCore;
     return DecodeKernel::Auto;
@@ -302,7 +275,7 @@ size_t workspace_floats(const DecodeAttentionParams& p, int n_splits) {
 }
 
 using SimtFn = void (*)(const DecodeAttentionParams, int, int, float*, float*);
-using MmaFn = void (*)(const DecodeAttentionParams, int, int, float*, float*, int, int);
+using MmaFn = void (*)(const DecodeAttentionParams, int, int, float*, float*, int);
 
 template <typename T>
 SimtFn simt_instance(const SimtConfig& c) {
@@ -328,22 +301,22 @@ SimtFn simt_instance(const SimtConfig& c) {
 
 // The instance, with its dynamic shared-memory limit raised to the device's once (on the first,
 // eager call: not a call to make while a CUDA graph is being captured).
-template <typename T, int MT, int DW, int STAGES, bool PAIR = false>
+template <typename T, int MT, int DW, int STAGES, bool BULK = false>
 MmaFn mma_prepared(cudaError_t& error) {
     static const cudaError_t raised = cudaFuncSetAttribute(
-        decode_mma<T, MT, DW, STAGES, PAIR>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
+        decode_mma<T, MT, DW, STAGES, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
     error = raised;
-    return decode_mma<T, MT, DW, STAGES, PAIR>;
+    return decode_mma<T, MT, DW, STAGES, BULK>;
 }
 
 template <typename T>
-MmaFn mma_instance(const MmaConfig& c, bool pair, cudaError_t& error) {
+MmaFn mma_instance(const MmaConfig& c, cudaError_t& error) {
     if constexpr (std::is_same_v<T, float>) {
         return nullptr;
     } else {
-        if (pair) return c.mt == 1 && c.dw == 256 && c.stages == 3 ? mma_prepared<T, 1, 256, 3, true>(error) : nullptr;
-#define MLAWB_MMA(MT, DW, ST) \
-    if (c.mt == MT && c.dw == DW && c.stages == ST) return mma_prepared<T, MT, DW, ST>(error);
+#define MLAWB_MMA(MT, DW, ST)                                                                \
+    if (c.mt == MT && c.dw == DW && c.stages == ST)                                          \
+        return c.bulk ? mma_prepared<T, MT, DW, ST, true>(error) : mma_prepared<T, MT, DW, ST, false>(error);
         MLAWB_MMA(1, 16, 3)
         MLAWB_MMA(1, 32, 3)
         MLAWB_MMA(1, 64, 3)
@@ -371,48 +344,23 @@ struct Plan {
     int chunks_per_kv = 0; // simt
     int n_splits = 1;
     int kr_row = 0;        // tensor core: rope-key elements staged per token (0: read from global)
-    bool pair = false;     // tensor core in clusters of two (TensorCorePair)
 };
-
-constexpr unsigned kPairCluster = 2;
-
-// How many clusters of two of `fn` can be resident at once (0: the query failed).
-int pair_clusters_resident(const void* fn, int threads, size_t smem) {
-    cudaLaunchConfig_t config = {};
-    config.gridDim = dim3(kPairCluster * 64, 1, 1);
-    config.blockDim = dim3(threads, 1, 1);
-    config.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = kPairCluster;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    config.attrs = &attr;
-    config.numAttrs = 1;
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, fn, &config) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    return clusters;
-}
 
 template <typename T>
 const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan& plan) {
     plan.kernel = kernel;
     const void* fn = nullptr;
-    if (kernel == DecodeKernel::TensorCore || kernel == DecodeKernel::TensorCorePair) {
+    if (kernel == DecodeKernel::TensorCore) {
         MmaConfig c;
         mma_config(p, c);
         cudaError_t error = cudaSuccess;
-        plan.pair = kernel == DecodeKernel::TensorCorePair;
-        plan.mma = mma_instance<T>(c, plan.pair, error);
+        plan.mma = mma_instance<T>(c, error);
         if (!plan.mma) return "tensor-core kernel: no instance for this shape";
         if (error != cudaSuccess) return cuda_message("tensor-core kernel: shared memory", error);
         plan.grid_x = (p.q_heads + 16 * c.mt - 1) / (16 * c.mt);
         plan.threads = c.warps * 32;
         const int bm = 16 * c.mt;
-        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0, plan.pair).total;
+        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0, c.bulk).total;
         if (static_cast<int>(plan.smem) > device_smem_optin())
             return "tensor-core kernel: needs more shared memory than a block may have";
         fn = reinterpret_cast<const void*>(plan.mma);
@@ -425,7 +373,7 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
                 span = std::max(span, (std::min(h0 + bm, p.q_heads) - 1) / group - h0 / group + 1);
             const int kr_row = span * p.key_r_dim;
             const size_t with =
-                mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row, plan.pair).total;
+                mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row, c.bulk).total;
             int blocks_without = 0, blocks_with = 0;
             if (static_cast<int>(with) <= device_smem_optin() &&
                 cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_without, fn, plan.threads, plan.smem) == cudaSuccess &&
@@ -454,14 +402,9 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
     int per_sm = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, plan.threads, plan.smem) != cudaSuccess || per_sm < 1)
         per_sm = 1;
-    int resident = per_sm * device_sm_count();
-    if (plan.pair) {
-        // Clusters are placed within a GPC: fewer pairs may fit than half the SMs.
-        const int clusters = pair_clusters_resident(fn, plan.threads, plan.smem);
-        if (clusters > 0) resident = std::min(resident, clusters * static_cast<int>(kPairCluster));
-    }
+    const int resident = per_sm * device_sm_count();
     const int units = p.batch * plan.grid_x;
-    const bool tensor = kernel != DecodeKernel::Simt;
+    const bool tensor = kernel == DecodeKernel::TensorCore;
     const int want = tensor ? std::max(1, resident / units) : (4 * resident + units - 1) / units;
     const int min_tokens = tensor ? kMinTokensPerSplit : 2 * kMinTokensPerSplit;
     const int by_length = std::max(1, (p.max_length + min_tokens - 1) / min_tokens);
@@ -481,28 +424,10 @@ const char* make_plan(const DecodeAttentionParams& p, DecodeKernel kernel, Plan&
 template <typename T>
 const char* launch_plan(const DecodeAttentionParams& p, const Plan& plan, float* acc, float* ml, cudaStream_t stream) {
     const dim3 grid(plan.grid_x, plan.n_splits, p.batch);
-    cudaError_t e = cudaSuccess;
-    if (plan.pair) {
-        cudaLaunchConfig_t config = {};
-        config.gridDim = grid;
-        config.blockDim = dim3(plan.threads, 1, 1);
-        config.dynamicSmemBytes = plan.smem;
-        config.stream = stream;
-        cudaLaunchAttribute attr;
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = kPairCluster;
-        attr.val.clusterDim.y = 1;
-        attr.val.clusterDim.z = 1;
-        config.attrs = &attr;
-        config.numAttrs = 1;
-        e = cudaLaunchKernelEx(&config, plan.mma, p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask(), prefetch_tiles());
-    } else if (plan.kernel == DecodeKernel::TensorCore) {
-        plan.mma<<<grid, plan.threads, plan.smem, stream>>>(p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask(),
-                                                            prefetch_tiles());
-    } else {
-        plan.simt<<<grid, plan.threads, 0, stream>>>(p, plan.n_splits, plan.chunks_per_kv, acc, ml);
-    }
-    if (e == cudaSuccess) e = cudaGetLastError();
+    if (plan.kernel == DecodeKernel::TensorCore)
+        plan.mma<<<grid, plan.threads, plan.smem, stream>>>(p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask());
+    else plan.simt<<<grid, plan.threads, 0, stream>>>(p, plan.n_splits, plan.chunks_per_kv, acc, ml);
+    cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return cuda_message("decode attention partial kernel", e);
     const dim3 combine_grid(p.batch * p.q_heads, (p.value_dim + kCombineColumns - 1) / kCombineColumns);
     decode_combine<T><<<combine_grid, kCombineThreads, 0, stream>>>(p, plan.n_splits, acc, ml);

@@ -32,77 +32,34 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                  : "r"(smem_addr(p)));
 }
 
-// Cluster and mbarrier primitives (sm_90) for the CTA-pair variant: the K tiles arrive by bulk
-// copies multicast to both CTAs of a cluster, each signalling the transaction bytes on the
-// barrier at the same shared-memory offset in every destination CTA.
-__device__ __forceinline__ uint32_t cluster_rank() {
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-__device__ __forceinline__ void cluster_sync_all() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
+// mbarrier and bulk-copy primitives (sm_90) for the bulk-load variant: K tile rows arrive by
+// cp.async.bulk (the TMA engine), which counts its bytes on the stage's barrier, so the copies
+// take no load/store-unit issue slots from the threads' ldmatrix and shared-memory traffic.
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-// One arrival that also announces `bytes` of bulk copies landing in this CTA this phase.
+// One arrival that also announces `bytes` of bulk copies landing this phase.
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
 }
-// An arrival on the barrier at the same offset in cluster CTA `rank` (this CTA's own included).
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
-}
-// Waits until the phase of parity `parity` has completed (acquire at cluster scope: the peer's
-// reads of a buffer happen before the copies that overwrite it).
+// Waits until the phase of parity `parity` has completed.
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
     const uint32_t addr = smem_addr(bar);
     uint32_t done = 0;
     do {
         asm volatile(
-            "{\n.reg .pred p;\nmbarrier.try_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+            "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
             : "=r"(done)
             : "r"(addr), "r"(parity)
             : "memory");
     } while (!done);
 }
-// A hint: `bytes` from global memory into L2 (no register, no shared memory, no completion).
-__device__ __forceinline__ void prefetch_l2(const void* src, uint32_t bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
-}
-// `bytes` from global memory into the same offset of shared memory in every CTA of `mask`.
-__device__ __forceinline__ void bulk_copy_multicast(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
-                                                    uint16_t mask) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
-        "%4;\n" ::"r"(smem_addr(dst)),
-        "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(mask)
-        : "memory");
-}
-
-template <typename T>
-__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
-
-template <>
-__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
-                                                        uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-template <>
-__device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+// `bytes` (a multiple of 16, both addresses 16-byte aligned) from global to shared memory.
+__device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(smem_addr(bar))
+                 : "memory");
 }
 
 // Shared-memory layout of decode_mma (in bytes from the dynamic base), rows padded by 16 bytes
@@ -117,9 +74,9 @@ struct MmaSmem {
 // kr_row > 0: the block's rope keys (kr_row elements a token: its KV heads' r parts side by side)
 // are staged beside each K tile, so the softmax step reads them from shared memory instead of
 // waiting on a global load between two barriers every tile.
-// pair: the CTA-pair variant's mbarriers (full and empty, one each a stage) at the end.
+// bulk: the bulk-load variant's `full` mbarriers (one a stage) at the end.
 __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, int stages, int elem, bool q_in_smem,
-                                            int kr_row, bool pair = false) {
+                                            int kr_row, bool bulk = false) {
     MmaSmem s;
     s.row = dv + 8;
     s.p_row = kMmaTokens + 8;
@@ -145,33 +102,28 @@ __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, i
     at += bm * 4;
     at = (at + 7) / 8 * 8;
     s.bar = at;
-    if (pair) at += static_cast<size_t>(2) * stages * sizeof(uint64_t);
+    if (bulk) at += static_cast<size_t>(stages) * sizeof(uint64_t);
     s.total = (at + 15) / 16 * 16;
     return s;
 }
 
-// PAIR: launched in clusters of two along x (two head tiles that read the same latent rows).
-// Each K tile is fetched once from L2 and multicast into both CTAs' shared memory: CTA rank r
-// copies rows [8r, 8r+8) of every tile into both (cp.async.bulk, one copy a row, so the padded
-// row layout stays). A stage's `full` barrier counts the 16 rows' bytes; its `empty` barrier
-// takes one arrival from each CTA once all its warps are past the stage (the refill overwrites
-// the peer's copy too). Rope keys (different per CTA) still come by cp.async. Without the pair,
-// the two head tiles each pulled every latent row from L2 into their SM: twice the L2 traffic,
-// which is what kept loads from overlapping the arithmetic (scripts/gpu/NOTES.md, versions 2-4).
-template <typename T, int MT, int DW, int STAGES, bool PAIR = false>
+// BULK: the K tile rows come by cp.async.bulk (one copy a row, so the padded layout stays),
+// issued by warp 0 and counted on the stage's mbarrier; every stage is filled up front and the
+// stage of tile i - 1 is refilled once all warps are past tile i's first barrier. The rope keys
+// still come by cp.async (one group a tile).
+template <typename T, int MT, int DW, int STAGES, bool BULK = false>
 __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
-               float* __restrict__ ws_ml, int skip, int prefetch_tiles) {
+               float* __restrict__ ws_ml, int skip) {
     constexpr int BM = 16 * MT;
     constexpr int NT = kMmaTokens;
-    static_assert(!PAIR || DW >= 256, "the CTA pair keeps the queries in registers");
     // With 256 latent columns per warp (L = 2048) the queries' A fragments stay in registers
     // (64 per thread): the 66 KB of sQ go to a third K stage instead.
     constexpr bool QREG = DW >= 256;
     extern __shared__ __align__(16) unsigned char smem[];
     const int warps = blockDim.x / 32;
     const int dv = p.value_dim, dr = p.key_r_dim;
-    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row, PAIR);
+    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row, BULK);
     T* sQ = reinterpret_cast<T*>(smem + L.q);  // unused when QREG
     T* sK = reinterpret_cast<T*>(smem + L.k);
     T* sKr = reinterpret_cast<T*>(smem + L.kr);  // [STAGES][16 tokens][kr_row], when kr_row > 0
@@ -181,8 +133,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     float* sM = reinterpret_cast<float*>(smem + L.m);
     float* sL = reinterpret_cast<float*>(smem + L.l);
     float* sAlpha = reinterpret_cast<float*>(smem + L.alpha);
-    uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + L.bar);  // PAIR: [STAGES] tile landed
-    uint64_t* empty_bar = full_bar + STAGES;                          // PAIR: [STAGES] both CTAs done with it
+    uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + L.bar);  // BULK: [STAGES] the tile's rows landed
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
     const int b = blockIdx.z, split = blockIdx.y;
@@ -227,18 +178,17 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
             cp_async16(rdst + (g * NT + r) * dr + cc * 8, src, valid);
         }
     };
-    // PAIR, one thread: this CTA's half of the tile's rows, multicast to both CTAs. Rows past
-    // the range repeat the last visible row (finite values; their P is 0), so every tile moves
-    // the same bytes.
-    const uint32_t rank = PAIR ? cluster_rank() : 0;
-    auto issue_pair_rows = [&](int tile, int stage) {
-        const int t0 = t_begin + tile * NT;
-        T* dst = sK + static_cast<size_t>(stage) * NT * L.row;
-        mbar_arrive_expect_tx(&full_bar[stage], NT * dv * sizeof(T));
-        for (int r = static_cast<int>(rank) * (NT / 2); r < static_cast<int>(rank + 1) * (NT / 2); ++r) {
-            const int t = min(t0 + r, t_end - 1);
-            bulk_copy_multicast(dst + r * L.row, kbase + static_cast<int64_t>(t) * p.ka_stride_t, dv * sizeof(T),
-                                &full_bar[stage], 0x3);
+    // BULK, warp 0: lane 0 announces the tile's bytes, lanes 0..15 copy a row each. Rows past
+    // the range repeat the last visible row (finite values whose P is 0): every tile moves the
+    // same bytes.
+    auto issue_bulk_rows = [&](int tile, int stage) {
+        if (warp != 0) return;
+        if (lane == 0) mbar_arrive_expect_tx(&full_bar[stage], NT * dv * sizeof(T));
+        __syncwarp();
+        if (lane < NT) {
+            const int t = min(t_begin + tile * NT + lane, t_end - 1);
+            bulk_copy(sK + (static_cast<size_t>(stage) * NT + lane) * L.row, kbase + static_cast<int64_t>(t) * p.ka_stride_t,
+                      dv * sizeof(T), &full_bar[stage]);
         }
     };
     auto load_tile = [&](int tile, int stage) {
@@ -259,41 +209,19 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         load_rope(tile, stage);
     };
     const int n_tiles = (t_end - t_begin + NT - 1) / NT;
-    // L2 prefetch of the whole cache rows (latent and rope keys, when they are one contiguous
-    // row) of tile `tile`, one row a thread of the first 16: it puts more bytes in flight than
-    // the shared-memory stages hold, so the tile loads later find their rows in L2.
-    const bool rows_contiguous =
-        dr > 0 && krb == kbase + dv && p.kr_stride_h == dr && p.kr_stride_t == p.ka_stride_t;  // [c_kv | k_rope]
-    const uint32_t prefetch_bytes = (dv + (rows_contiguous ? p.kv_heads * dr : 0)) * sizeof(T);
-    auto prefetch_tile = [&](int tile) {
-        if (prefetch_tiles <= 0 || tile >= n_tiles || tid >= NT) return;
-        const int t = t_begin + tile * NT + tid;
-        if (t < t_end) prefetch_l2(kbase + static_cast<int64_t>(t) * p.ka_stride_t, prefetch_bytes);
-    };
-    if constexpr (PAIR) {
-        // Both CTAs of the pair have the same range (same sequence and split), so they run the
-        // same tiles and make the same barrier steps. The barriers must be initialised in both
-        // before either multicasts into the other or arrives on its barriers.
-        if (tid == 0) {
-            for (int s = 0; s < STAGES; ++s) {
-                mbar_init(&full_bar[s], 1);   // this CTA's arrive.expect_tx; the bytes of both halves
-                mbar_init(&empty_bar[s], 2);  // one arrival from each CTA
-            }
-            mbar_init_fence();
-        }
-        cluster_sync_all();
-        for (int d = 0; d < prefetch_tiles; ++d) prefetch_tile(STAGES + d);
-        // All STAGES stages filled up front (group s: the rope keys of tile s).
+    if constexpr (BULK) {
+        if (tid == 0)
+            for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);  // warp 0's arrive.expect_tx
+        __syncthreads();  // initialised before any thread waits or any copy signals
 #pragma unroll
-        for (int s = 0; s < STAGES; ++s) {
+        for (int s = 0; s < STAGES; ++s) {  // group s: the rope keys of tile s
             if (s < n_tiles) {
-                if (tid == 0) issue_pair_rows(s, s);
+                issue_bulk_rows(s, s);
                 load_rope(s, s);
             }
             cp_async_commit();
         }
     } else {
-        for (int d = 0; d < prefetch_tiles; ++d) prefetch_tile(STAGES - 1 + d);
 #pragma unroll
         for (int s = 0; s < STAGES - 1; ++s) {
             if (s < n_tiles) load_tile(s, s);
@@ -335,6 +263,9 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         sM[tid] = -INFINITY;
         sL[tid] = 0.f;
     }
+    // The cp.async path's first tile barrier publishes sQ, sQr, sM and sL; the bulk path has no
+    // barrier before its first Q.K^T (which reads sQ when the queries are not in registers).
+    if constexpr (BULK) __syncthreads();
 
     float o[MT][DW / 8][4];
 #pragma unroll
@@ -347,21 +278,19 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     const float qscale = p.scale * kLog2e;
 
     for (int tile = 0; tile < n_tiles; ++tile) {
-        if constexpr (PAIR) {
-            // The rope keys of tile - 1 + STAGES into the stage tile - 1 used (its softmax step,
-            // the only reader, ended before the last barrier of tile - 1). Group g = tile g.
+        if constexpr (BULK) {
+            // The rope keys of tile - 1 + STAGES into the stage of tile - 1 (its softmax step, their
+            // only reader, ended before tile - 1's last barrier). Group g holds tile g.
             if (tile >= 1) {
                 if (tile - 1 + STAGES < n_tiles) load_rope(tile - 1 + STAGES, (tile - 1) % STAGES);
                 cp_async_commit();
-                prefetch_tile(tile - 1 + STAGES + prefetch_tiles);
             }
-            mbar_wait(&full_bar[tile % STAGES], (tile / STAGES) & 1);  // both halves of K landed
+            if (!(skip & 8) || tile < STAGES) mbar_wait(&full_bar[tile % STAGES], (tile / STAGES) & 1);  // rows landed
         } else {
             cp_async_wait<STAGES - 2>();
             __syncthreads();  // tile landed for every thread; the buffer refilled below is free
             if (!(skip & 8) && tile + STAGES - 1 < n_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
             cp_async_commit();
-            prefetch_tile(tile + STAGES - 1 + prefetch_tiles);
         }
         const T* K = sK + static_cast<size_t>(tile % STAGES) * NT * L.row;
         const int t0 = t_begin + tile * NT;
@@ -402,19 +331,11 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 *reinterpret_cast<float2*>(Sw + row * NT + col) = make_float2(sacc[mt][n][0], sacc[mt][n][1]);
                 *reinterpret_cast<float2*>(Sw + (row + 8) * NT + col) = make_float2(sacc[mt][n][2], sacc[mt][n][3]);
             }
-        if constexpr (PAIR) cp_async_wait<STAGES - 1>();  // this thread's rope copies of the tile
+        if constexpr (BULK) cp_async_wait<STAGES - 1>();  // this thread's rope copies of the tile
         if (!(skip & 16)) __syncthreads();
-        if constexpr (PAIR) {
-            // Every warp of this CTA is past tile - 1 (its P.V included): release that stage
-            // to both producers, and refill it once the peer has released it too.
-            if (tid == 0 && tile >= 1 && tile - 1 + STAGES < n_tiles) {
-                const int stage = (tile - 1) % STAGES;
-                mbar_arrive_cluster(&empty_bar[stage], rank);
-                mbar_arrive_cluster(&empty_bar[stage], rank ^ 1u);
-                mbar_wait(&empty_bar[stage], ((tile - 1) / STAGES) & 1);
-                issue_pair_rows(tile - 1 + STAGES, stage);
-            }
-        }
+        // Every warp is past tile - 1 (its P.V included): refill that stage.
+        if (BULK && !(skip & 8) && tile >= 1 && tile - 1 + STAGES < n_tiles)
+            issue_bulk_rows(tile - 1 + STAGES, (tile - 1) % STAGES);
 
         // Sum over warps, add the r part, online softmax per head (16 lanes per head row).
         for (int e = tid; e < ((skip & 2) ? 0 : BM * NT); e += nthreads) {
@@ -459,10 +380,12 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         }
         if (!(skip & 16)) __syncthreads();
 
-        // O = O * alpha + P V over this warp's value columns.
+        // O = O * alpha + P V over this warp's value columns. Once the running max settles most
+        // tiles leave every alpha at 1: the warp then skips its DW / 2 multiplies a thread.
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
             const float a_lo = sAlpha[mt * 16 + (lane >> 2)], a_hi = sAlpha[mt * 16 + (lane >> 2) + 8];
+            if (__all_sync(0xffffffffu, a_lo == 1.f && a_hi == 1.f)) continue;
 #pragma unroll
             for (int n = 0; n < DW / 8; ++n) {
                 o[mt][n][0] *= a_lo;
@@ -488,8 +411,6 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         }
     }
     cp_async_wait<0>();
-    // The peer may still arrive on this CTA's barriers until it is past its last refill.
-    if constexpr (PAIR) cluster_sync_all();
 
     // Partials: o against the block's running max, plus m and l per head.
 #pragma unroll

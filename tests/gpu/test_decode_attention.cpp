@@ -59,7 +59,6 @@ const char* kernel_name(DecodeKernel k) {
     switch (k) {
         case DecodeKernel::Simt: return "simt";
         case DecodeKernel::TensorCore: return "tensor-core";
-        case DecodeKernel::TensorCorePair: return "tc-pair";
         default: return "auto";
     }
 }
@@ -217,7 +216,7 @@ void run_case(const Case& c, unsigned seed) {
     p.out = dout.ptr;
 
     int ran = 0;
-    for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::TensorCorePair, DecodeKernel::Auto}) {
+    for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::Auto}) {
         const char* why = cuda::decode_attention_unsupported(p, k);
         const std::string label = c.name + " [" + dtype_name(c.dtype) + ", " + kernel_name(k) + "]";
         if (why) {
@@ -276,10 +275,10 @@ std::vector<Case> cases() {
     v.push_back({"mla L2048 2r16 h16 kv4 (pair)", DType::BF16, Layout::Mla, 3, 16, 4, 2048, 16, {2, 1500, 16}, 1536});
     v.push_back({"mla L1024 2r0 h32 kv8 (pair)", DType::BF16, Layout::Mla, 2, 32, 8, 1024, 0, {31, 900}, 1000});
     v.push_back({"mla L2048 2r32 h32 f16 window 300 (pair)", DType::F16, Layout::Mla, 2, 32, 32, 2048, 32, {1200, 77}, 1280, 300});
-    // The multicast CTA pair (L 2048, an even number of 16-head tiles): two pairs a sequence with
-    // GQA rope rows, an empty sequence, one shorter than the pipeline's stages, a ragged tail.
-    v.push_back({"mla L2048 2r16 h64 kv8 (tc-pair x2)", DType::BF16, Layout::Mla, 4, 64, 8, 2048, 16, {0, 3, 2100, 40}, 2200});
-    v.push_back({"mla L2048 2r0 h32 kv32 f16 (tc-pair)", DType::F16, Layout::Mla, 2, 32, 32, 2048, 0, {4111, 1}, 4200});
+    // L 2048 with four head tiles a sequence and GQA rope rows, an empty sequence, one shorter
+    // than the pipeline's stages, a ragged tail; no rope in f16.
+    v.push_back({"mla L2048 2r16 h64 kv8", DType::BF16, Layout::Mla, 4, 64, 8, 2048, 16, {0, 3, 2100, 40}, 2200});
+    v.push_back({"mla L2048 2r0 h32 kv32 f16", DType::F16, Layout::Mla, 2, 32, 32, 2048, 0, {4111, 1}, 4200});
     v.push_back({"mla L1024 2r16 h16 kv16 (pair)", DType::BF16, Layout::Mla, 1, 16, 16, 1024, 16, {4097}, 4100});
     v.push_back({"mla L128 2r16 h8 kv4", DType::BF16, Layout::Mla, 2, 8, 4, 128, 16, {50, 129}, 160});
     v.push_back({"mla L128 2r8 f32", DType::F32, Layout::Mla, 2, 8, 4, 128, 8, {77, 3}, 100});
@@ -359,7 +358,7 @@ void bench(const std::string& only) {
                     }
                 };
                 point(caches[0]->ptr);
-                for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::TensorCorePair}) {
+                for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore}) {
                     if (cuda::decode_attention_unsupported(p, k)) continue;
                     DevBuf ws(cuda::decode_attention_workspace_bytes(p, k));
                     cudaEvent_t e0, e1;
