@@ -7,7 +7,6 @@
 
 #include "core/attention.h"
 #include "core/cuda/decode_attention.h"
-#include "core/cuda/skinny_linear.h"
 #include "core/decode_attention_ref.h"
 #include "core/error.h"
 #include "core/kv_cache.h"
@@ -137,9 +136,6 @@ struct BatchedDecoder::Impl {
     cuda::DecodeAttentionParams attention_params(const LayerWeights& w, const int32_t* lengths) const;
     torch::Tensor rms(const torch::Tensor& x, const torch::Tensor& weight) const;
     torch::Tensor silu_mul(const torch::Tensor& gu) const;
-    // x W^T (+ b) (+ residual): the few-rows kernel on CUDA where it applies, else cuBLAS.
-    torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
-                          const torch::Tensor& residual = torch::Tensor()) const;
     void attend(const LayerWeights& w);
     torch::Tensor standard_attention(const LayerWeights& w, const torch::Tensor& proj);
     torch::Tensor mla_attention(const LayerWeights& w, const torch::Tensor& proj);

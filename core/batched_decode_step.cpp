@@ -3,7 +3,6 @@
 #include "core/batched_decode_impl.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
 
 namespace mlawb {
@@ -88,48 +87,6 @@ torch::Tensor BatchedDecoder::Impl::silu_mul(const torch::Tensor& gu) const {
     }
 #endif
     return torch::silu(gu.narrow(1, 0, s.ffn)) * gu.narrow(1, s.ffn, s.ffn);
-}
-
-#ifdef MLAWB_CUDA
-namespace {
-// MLAWB_DECODE_GEMV=0 keeps every projection on cuBLAS (for comparison). Read once.
-bool skinny_projections_wanted() {
-    static const bool yes = [] {
-        const char* v = std::getenv("MLAWB_DECODE_GEMV");
-        return !v || std::atoi(v) != 0;
-    }();
-    return yes;
-}
-}  // namespace
-#endif
-
-torch::Tensor BatchedDecoder::Impl::project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
-                                            const torch::Tensor& residual) const {
-#ifdef MLAWB_CUDA
-    if (use_kernels && skinny_projections_wanted() && x.stride(1) == 1 && w.is_contiguous() &&
-        (!b.defined() || b.is_contiguous()) && (!residual.defined() || residual.stride(1) == 1)) {
-        cuda::SkinnyLinearArgs a;
-        a.dtype = kernel_dtype(dtype);
-        a.rows = static_cast<int>(x.size(0));
-        a.n = static_cast<int>(w.size(0));
-        a.k = static_cast<int>(w.size(1));
-        a.x = x.data_ptr();
-        a.x_stride = x.stride(0);
-        a.w = w.data_ptr();
-        if (!cuda::skinny_linear_unsupported(a)) {
-            torch::Tensor out = torch::empty({x.size(0), w.size(0)}, x.options());
-            a.bias = b.defined() ? b.data_ptr() : nullptr;
-            a.residual = residual.defined() ? residual.data_ptr() : nullptr;
-            a.residual_stride = residual.defined() ? residual.stride(0) : 0;
-            a.out = out.data_ptr();
-            a.out_stride = out.stride(0);
-            if (const char* e = cuda::launch_skinny_linear(a, at::cuda::getCurrentCUDAStream().stream()))
-                throw Error("", "projection", e);
-            return out;
-        }
-    }
-#endif
-    return residual.defined() ? batched_detail::residual(residual, x, w, b) : linear(x, w, b);
 }
 
 // out_buf <- attention of q_buf over the layer's cache (lens keys per sequence).
@@ -285,13 +242,13 @@ void BatchedDecoder::Impl::run_step() {
     torch::Tensor x = embed.index_select(0, tokens);  // [B, hidden]
     for (const LayerWeights& w : layers) {
         torch::Tensor h = rms(x, w.in_norm);
-        torch::Tensor proj = project(h, w.w_in, w.b_in);  // [B, n_in]
+        torch::Tensor proj = linear(h, w.w_in, w.b_in);  // [B, n_in]
         torch::Tensor a = s.mla ? mla_attention(w, proj) : standard_attention(w, proj);
-        x = project(a, w.w_o, w.b_o, x);
+        x = residual(x, a, w.w_o, w.b_o);
         h = rms(x, w.post_norm);
-        x = project(silu_mul(project(h, w.w_gu, w.b_gu)), w.w_down, w.b_down, x);
+        x = residual(x, silu_mul(linear(h, w.w_gu, w.b_gu)), w.w_down, w.b_down);
     }
-    logits.copy_(project(rms(x, final_norm), lm_head, torch::Tensor()));
+    logits.copy_(torch::mm(rms(x, final_norm), lm_head.t()));
 }
 
 void BatchedDecoder::Impl::sync_positions() {

@@ -11,8 +11,9 @@
 //                    reduced with shuffles, one to eight query heads of one KV head per block.
 //   decode_mma       tensor cores (mma.sync m16n8k16, bf16/f16, f32 accumulate) for many query
 //                    heads sharing one key row whose prefix is the value (absorbed MLA). Tiles
-//                    of 16 tokens stream into shared memory (cp.async, zero-filled past the
-//                    range); warp w owns columns [w DW, (w+1) DW) of the latent for both
+//                    of 16 tokens stream into shared memory (a bulk copy a row, counted on the
+//                    stage's mbarrier; rows past the range repeat the last visible row, whose
+//                    P is 0); warp w owns columns [w DW, (w+1) DW) of the latent for both
 //                    products: S partials over its columns are summed across warps in shared
 //                    memory (plus the small per-head r part on CUDA cores), the online softmax
 //                    runs once per tile, and P (bf16) times the warp's value columns accumulates
@@ -180,17 +181,7 @@ bool simt_config(const DecodeAttentionParams& p, SimtConfig& c) {
 // Tensor-core configuration: MT m16 tiles of heads per block, DW latent columns per warp.
 struct MmaConfig {
     int mt = 0, dw = 0, warps = 0, stages = 0;
-    bool bulk = true;  // K tiles by bulk copies (the TMA engine) instead of cp.async
 };
-
-// MLAWB_DECODE_BULK=0 loads the K tiles by cp.async instead (for comparison). Read once.
-bool bulk_loads_wanted() {
-    static const bool yes = [] {
-        const char* v = std::getenv("MLAWB_DECODE_BULK");
-        return !v || std::atoi(v) != 0;
-    }();
-    return yes;
-}
 
 bool mma_config(const DecodeAttentionParams& p, MmaConfig& c) {
     const int dv = p.value_dim;
@@ -208,7 +199,6 @@ bool mma_config(const DecodeAttentionParams& p, MmaConfig& c) {
         // Stages of 16-token K tiles: three, except at 128 columns a warp with L = 1024 (sQ + 3 x 33 KB
         // would pass the 227 KB a block may have); with 256 a warp the queries sit in registers.
         c.stages = (dw == 128 && dv >= 1024) ? 2 : 3;
-        c.bulk = bulk_loads_wanted();
         return true;
     }
     return false;
@@ -301,12 +291,12 @@ SimtFn simt_instance(const SimtConfig& c) {
 
 // The instance, with its dynamic shared-memory limit raised to the device's once (on the first,
 // eager call: not a call to make while a CUDA graph is being captured).
-template <typename T, int MT, int DW, int STAGES, bool BULK = false>
+template <typename T, int MT, int DW, int STAGES>
 MmaFn mma_prepared(cudaError_t& error) {
     static const cudaError_t raised = cudaFuncSetAttribute(
-        decode_mma<T, MT, DW, STAGES, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
+        decode_mma<T, MT, DW, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
     error = raised;
-    return decode_mma<T, MT, DW, STAGES, BULK>;
+    return decode_mma<T, MT, DW, STAGES>;
 }
 
 template <typename T>
@@ -314,9 +304,8 @@ MmaFn mma_instance(const MmaConfig& c, cudaError_t& error) {
     if constexpr (std::is_same_v<T, float>) {
         return nullptr;
     } else {
-#define MLAWB_MMA(MT, DW, ST)                                                                \
-    if (c.mt == MT && c.dw == DW && c.stages == ST)                                          \
-        return c.bulk ? mma_prepared<T, MT, DW, ST, true>(error) : mma_prepared<T, MT, DW, ST, false>(error);
+#define MLAWB_MMA(MT, DW, ST) \
+    if (c.mt == MT && c.dw == DW && c.stages == ST) return mma_prepared<T, MT, DW, ST>(error);
         MLAWB_MMA(1, 16, 3)
         MLAWB_MMA(1, 32, 3)
         MLAWB_MMA(1, 64, 3)
@@ -360,7 +349,7 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
         plan.grid_x = (p.q_heads + 16 * c.mt - 1) / (16 * c.mt);
         plan.threads = c.warps * 32;
         const int bm = 16 * c.mt;
-        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0, c.bulk).total;
+        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0).total;
         if (static_cast<int>(plan.smem) > device_smem_optin())
             return "tensor-core kernel: needs more shared memory than a block may have";
         fn = reinterpret_cast<const void*>(plan.mma);
@@ -373,7 +362,7 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
                 span = std::max(span, (std::min(h0 + bm, p.q_heads) - 1) / group - h0 / group + 1);
             const int kr_row = span * p.key_r_dim;
             const size_t with =
-                mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row, c.bulk).total;
+                mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row).total;
             int blocks_without = 0, blocks_with = 0;
             if (static_cast<int>(with) <= device_smem_optin() &&
                 cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_without, fn, plan.threads, plan.smem) == cudaSuccess &&

@@ -32,9 +32,9 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                  : "r"(smem_addr(p)));
 }
 
-// mbarrier and bulk-copy primitives (sm_90) for the bulk-load variant: K tile rows arrive by
-// cp.async.bulk (the TMA engine), which counts its bytes on the stage's barrier, so the copies
-// take no load/store-unit issue slots from the threads' ldmatrix and shared-memory traffic.
+// mbarrier and bulk-copy primitives (sm_90): K tile rows arrive by cp.async.bulk (the TMA
+// engine), which counts its bytes on the stage's barrier, so the copies take no load/store-unit
+// issue slots from the threads' ldmatrix and shared-memory traffic.
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
@@ -62,6 +62,27 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
                  : "memory");
 }
 
+template <typename T>
+__device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
+
+template <>
+__device__ __forceinline__ void mma16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                                        uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
 // Shared-memory layout of decode_mma (in bytes from the dynamic base), rows padded by 16 bytes
 // so that the 8 rows an ldmatrix reads fall in different banks.
 struct MmaSmem {
@@ -74,9 +95,9 @@ struct MmaSmem {
 // kr_row > 0: the block's rope keys (kr_row elements a token: its KV heads' r parts side by side)
 // are staged beside each K tile, so the softmax step reads them from shared memory instead of
 // waiting on a global load between two barriers every tile.
-// bulk: the bulk-load variant's `full` mbarriers (one a stage) at the end.
+// The stages' `full` mbarriers at the end.
 __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, int stages, int elem, bool q_in_smem,
-                                            int kr_row, bool bulk = false) {
+                                            int kr_row) {
     MmaSmem s;
     s.row = dv + 8;
     s.p_row = kMmaTokens + 8;
@@ -102,16 +123,18 @@ __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, i
     at += bm * 4;
     at = (at + 7) / 8 * 8;
     s.bar = at;
-    if (bulk) at += static_cast<size_t>(stages) * sizeof(uint64_t);
+    at += static_cast<size_t>(stages) * sizeof(uint64_t);
     s.total = (at + 15) / 16 * 16;
     return s;
 }
 
-// BULK: the K tile rows come by cp.async.bulk (one copy a row, so the padded layout stays),
-// issued by warp 0 and counted on the stage's mbarrier; every stage is filled up front and the
-// stage of tile i - 1 is refilled once all warps are past tile i's first barrier. The rope keys
-// still come by cp.async (one group a tile).
-template <typename T, int MT, int DW, int STAGES, bool BULK = false>
+// The K tile rows come by cp.async.bulk (one copy a row, so the padded layout stays), issued by
+// warp 0 and counted on the stage's mbarrier; every stage is filled up front and the stage of
+// tile i - 1 is refilled once all warps are past tile i's first barrier. The rope keys come by
+// cp.async (one group a tile). With cp.async for the K tiles too (version 3 of
+// scripts/gpu/NOTES.md) the 4096 copies a tile queued in front of the ldmatrix of the same
+// threads and loads stopped overlapping the arithmetic: 262 against 208 us a layer at 8 x 8k.
+template <typename T, int MT, int DW, int STAGES>
 __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
                float* __restrict__ ws_ml, int skip) {
@@ -123,7 +146,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     extern __shared__ __align__(16) unsigned char smem[];
     const int warps = blockDim.x / 32;
     const int dv = p.value_dim, dr = p.key_r_dim;
-    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row, BULK);
+    const MmaSmem L = mma_smem(BM, dv, dr, warps, STAGES, sizeof(T), !QREG, kr_row);
     T* sQ = reinterpret_cast<T*>(smem + L.q);  // unused when QREG
     T* sK = reinterpret_cast<T*>(smem + L.k);
     T* sKr = reinterpret_cast<T*>(smem + L.kr);  // [STAGES][16 tokens][kr_row], when kr_row > 0
@@ -133,7 +156,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     float* sM = reinterpret_cast<float*>(smem + L.m);
     float* sL = reinterpret_cast<float*>(smem + L.l);
     float* sAlpha = reinterpret_cast<float*>(smem + L.alpha);
-    uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + L.bar);  // BULK: [STAGES] the tile's rows landed
+    uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + L.bar);  // [STAGES] the tile's rows landed
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, nthreads = blockDim.x;
     const int b = blockIdx.z, split = blockIdx.y;
@@ -158,10 +181,6 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     const int chunks_per_row = dv / 8;  // 16-byte chunks per key-a row
     const int g_lo = h0 / group;        // the block's first KV head (staged rope keys start there)
     const int kr_chunks = kr_row > 0 ? ((h0 + nh - 1) / group - g_lo + 1) * (dr / 8) : 0;
-    // A thread's first (row, chunk) of a tile and its step, computed once: the per-tile loop
-    // then only adds (integer division per element cost as much as the copies' issue).
-    const int k_r0 = tid / chunks_per_row, k_c0 = tid % chunks_per_row;
-    const int k_dr = nthreads / chunks_per_row, k_dc = nthreads % chunks_per_row;
     const int r_chunks_head = dr / 8;  // 16-byte chunks of one KV head's rope keys
     auto load_rope = [&](int tile, int stage) {
         const int t0 = t_begin + tile * NT;
@@ -178,7 +197,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
             cp_async16(rdst + (g * NT + r) * dr + cc * 8, src, valid);
         }
     };
-    // BULK, warp 0: lane 0 announces the tile's bytes, lanes 0..15 copy a row each. Rows past
+    // Warp 0: lane 0 announces the tile's bytes, lanes 0..15 copy a row each. Rows past
     // the range repeat the last visible row (finite values whose P is 0): every tile moves the
     // same bytes.
     auto issue_bulk_rows = [&](int tile, int stage) {
@@ -191,42 +210,17 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                       dv * sizeof(T), &full_bar[stage]);
         }
     };
-    auto load_tile = [&](int tile, int stage) {
-        const int t0 = t_begin + tile * NT;
-        T* dst = sK + static_cast<size_t>(stage) * NT * L.row;
-        for (int r = k_r0, c = k_c0; r < NT;) {
-            const int t = t0 + r;
-            const bool valid = t < t_end;
-            const T* src = valid ? kbase + static_cast<int64_t>(t) * p.ka_stride_t + c * 8 : kbase;
-            cp_async16(dst + r * L.row + c * 8, src, valid);
-            r += k_dr;
-            c += k_dc;
-            if (c >= chunks_per_row) {
-                c -= chunks_per_row;
-                ++r;
-            }
-        }
-        load_rope(tile, stage);
-    };
     const int n_tiles = (t_end - t_begin + NT - 1) / NT;
-    if constexpr (BULK) {
-        if (tid == 0)
-            for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);  // warp 0's arrive.expect_tx
-        __syncthreads();  // initialised before any thread waits or any copy signals
+    if (tid == 0)
+        for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);  // warp 0's arrive.expect_tx
+    __syncthreads();  // initialised before any thread waits or any copy signals
 #pragma unroll
-        for (int s = 0; s < STAGES; ++s) {  // group s: the rope keys of tile s
-            if (s < n_tiles) {
-                issue_bulk_rows(s, s);
-                load_rope(s, s);
-            }
-            cp_async_commit();
+    for (int s = 0; s < STAGES; ++s) {  // group s: the rope keys of tile s
+        if (s < n_tiles) {
+            issue_bulk_rows(s, s);
+            load_rope(s, s);
         }
-    } else {
-#pragma unroll
-        for (int s = 0; s < STAGES - 1; ++s) {
-            if (s < n_tiles) load_tile(s, s);
-            cp_async_commit();
-        }
+        cp_async_commit();
     }
 
     // Queries: the a part (bf16/f16) for the tensor cores, the r part in float32.
@@ -263,9 +257,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
         sM[tid] = -INFINITY;
         sL[tid] = 0.f;
     }
-    // The cp.async path's first tile barrier publishes sQ, sQr, sM and sL; the bulk path has no
-    // barrier before its first Q.K^T (which reads sQ when the queries are not in registers).
-    if constexpr (BULK) __syncthreads();
+    __syncthreads();  // sQ (read by the first Q.K^T), sQr, sM and sL written
 
     float o[MT][DW / 8][4];
 #pragma unroll
@@ -278,20 +270,13 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     const float qscale = p.scale * kLog2e;
 
     for (int tile = 0; tile < n_tiles; ++tile) {
-        if constexpr (BULK) {
-            // The rope keys of tile - 1 + STAGES into the stage of tile - 1 (its softmax step, their
-            // only reader, ended before tile - 1's last barrier). Group g holds tile g.
-            if (tile >= 1) {
-                if (tile - 1 + STAGES < n_tiles) load_rope(tile - 1 + STAGES, (tile - 1) % STAGES);
-                cp_async_commit();
-            }
-            if (!(skip & 8) || tile < STAGES) mbar_wait(&full_bar[tile % STAGES], (tile / STAGES) & 1);  // rows landed
-        } else {
-            cp_async_wait<STAGES - 2>();
-            __syncthreads();  // tile landed for every thread; the buffer refilled below is free
-            if (!(skip & 8) && tile + STAGES - 1 < n_tiles) load_tile(tile + STAGES - 1, (tile + STAGES - 1) % STAGES);
+        // The rope keys of tile - 1 + STAGES into the stage of tile - 1 (its softmax step, their
+        // only reader, ended before tile - 1's last barrier). Group g holds tile g.
+        if (tile >= 1) {
+            if (tile - 1 + STAGES < n_tiles) load_rope(tile - 1 + STAGES, (tile - 1) % STAGES);
             cp_async_commit();
         }
+        if (!(skip & 8) || tile < STAGES) mbar_wait(&full_bar[tile % STAGES], (tile / STAGES) & 1);  // rows landed
         const T* K = sK + static_cast<size_t>(tile % STAGES) * NT * L.row;
         const int t0 = t_begin + tile * NT;
 
@@ -331,10 +316,10 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
                 *reinterpret_cast<float2*>(Sw + row * NT + col) = make_float2(sacc[mt][n][0], sacc[mt][n][1]);
                 *reinterpret_cast<float2*>(Sw + (row + 8) * NT + col) = make_float2(sacc[mt][n][2], sacc[mt][n][3]);
             }
-        if constexpr (BULK) cp_async_wait<STAGES - 1>();  // this thread's rope copies of the tile
+        cp_async_wait<STAGES - 1>();  // this thread's rope copies of the tile
         if (!(skip & 16)) __syncthreads();
         // Every warp is past tile - 1 (its P.V included): refill that stage.
-        if (BULK && !(skip & 8) && tile >= 1 && tile - 1 + STAGES < n_tiles)
+        if (!(skip & 8) && tile >= 1 && tile - 1 + STAGES < n_tiles)
             issue_bulk_rows(tile - 1 + STAGES, (tile - 1) % STAGES);
 
         // Sum over warps, add the r part, online softmax per head (16 lanes per head row).
