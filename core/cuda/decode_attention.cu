@@ -62,6 +62,16 @@ __device__ __forceinline__ void split_range(const DecodeAttentionParams& p, int 
     end = min(begin + chunk, len);
 }
 
+// A split with no visible key (a short or empty sequence): its heads' partials are marked empty
+// (m = -inf, l = 0; the combine gives them weight 0 and never reads their accumulators).
+__device__ __forceinline__ void mark_empty_split(float* __restrict__ ws_ml, int64_t slot0, int n_splits, int nh,
+                                                 int tid) {
+    if (tid < nh) {
+        ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2] = -INFINITY;
+        ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2 + 1] = 0.f;
+    }
+}
+
 #include "core/cuda/decode_simt.cuh"
 #include "core/cuda/decode_mma.cuh"
 

@@ -169,10 +169,7 @@ __global__ void __launch_bounds__(256, (MT * DW <= 128) ? 2 : 1)
     split_range(p, b, split, n_splits, t_begin, t_end);
     const int64_t slot0 = (static_cast<int64_t>(b) * p.q_heads + h0) * n_splits + split;
     if (t_begin >= t_end) {
-        if (tid < nh) {
-            ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2] = -INFINITY;
-            ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2 + 1] = 0.f;
-        }
+        mark_empty_split(ws_ml, slot0, n_splits, nh, tid);
         return;
     }
 
