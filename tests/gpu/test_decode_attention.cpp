@@ -11,6 +11,7 @@
 //   test_decode_attention            the checks (ctest -L gpu)
 //   test_decode_attention --bench [SHAPE]   plus kernel-only timings at Llama-2-7B shapes (those whose
 //                                           name contains SHAPE, e.g. "MLA L 2048 + 32")
+//   test_decode_attention --bench-only [SHAPE]   the timings alone (for a profiler)
 #include "core/cuda/decode_attention.h"
 #include "core/decode_attention_ref.h"
 #include "gpu_check.h"
@@ -400,11 +401,13 @@ int main(int argc, char** argv) {
         std::printf("FAIL: no CUDA device (this test is labelled gpu)\n");
         return 1;
     }
+    const std::string mode = argc > 1 ? argv[1] : "";
     unsigned seed = 1234;
-    for (const Case& c : cases()) {
-        std::printf("%s\n", c.name.c_str());
-        run_case(c, seed++);
-    }
-    if (argc > 1 && std::string(argv[1]) == "--bench") bench(argc > 2 ? argv[2] : "");
+    if (mode != "--bench-only")
+        for (const Case& c : cases()) {
+            std::printf("%s\n", c.name.c_str());
+            run_case(c, seed++);
+        }
+    if (mode == "--bench" || mode == "--bench-only") bench(argc > 2 ? argv[2] : "");
     return test::finish("test_decode_attention");
 }
