@@ -6,12 +6,12 @@
 #include "core/llama_model.h"
 #include "core/mla_attention.h"
 #include "core/safetensors.h"
+#include "core/staging.h"
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <unistd.h>
 
 namespace mlawb {
 
@@ -39,7 +39,8 @@ void export_mla_model(LlamaForCausalLMImpl& model, const ExportRequest& req) {
 
     const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
     if (!fs::is_directory(parent)) throw Error(parent.string(), "", "output parent folder does not exist");
-    const fs::path staging = parent / ("." + out.filename().string() + ".partial-" + std::to_string(getpid()));
+    remove_stale_staging(parent);  // what killed runs left beside this output
+    const fs::path staging = staging_path(out, "partial");
     fs::remove_all(staging);
     fs::create_directories(staging);
     try {

@@ -5,6 +5,7 @@
 #include "core/llama_model.h"
 #include "core/mla_attention.h"
 #include "core/safetensors.h"
+#include "core/staging.h"
 #include "eval/perplexity.h"
 #include "eval/store.h"
 #include "eval/train_data.h"
@@ -27,7 +28,6 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
-#include <unistd.h>
 
 namespace mlawb {
 
@@ -199,7 +199,8 @@ void save_model_folder(LlamaForCausalLMImpl& model, const ModelFolderSource& sou
         throw Error(out.string(), "", "already exists; choose a new folder (nothing is overwritten)");
     const fs::path parent = out.parent_path().empty() ? fs::path(".") : out.parent_path();
     fs::create_directories(parent);
-    const fs::path staging = parent / ("." + out.filename().string() + ".partial-" + std::to_string(getpid()));
+    remove_stale_staging(parent);  // what killed runs left beside this output
+    const fs::path staging = staging_path(out, "partial");
     fs::remove_all(staging);
     fs::create_directories(staging);
     try {
@@ -219,7 +220,7 @@ void save_model_folder(LlamaForCausalLMImpl& model, const ModelFolderSource& sou
         if (write_more) write_more(staging.string());
         if (fs::exists(out)) {
             // Replace: the old folder goes only once the new one is complete.
-            const fs::path old = parent / ("." + out.filename().string() + ".old-" + std::to_string(getpid()));
+            const fs::path old = staging_path(out, "old");
             fs::remove_all(old);
             fs::rename(out, old);
             fs::rename(staging, out);
@@ -500,8 +501,7 @@ std::string Trainer::save_checkpoint() {
             // Renamed to a hidden name first: a process killed while removing leaves no
             // half-deleted step folder under a visible name.
             std::error_code ignored, renamed;
-            const fs::path doomed = steps[i].parent_path() /
-                                    ("." + steps[i].filename().string() + ".removing-" + std::to_string(getpid()));
+            const fs::path doomed = staging_path(steps[i], "removing");
             fs::remove_all(doomed, ignored);
             fs::rename(steps[i], doomed, renamed);
             fs::remove_all(renamed ? steps[i] : doomed, ignored);

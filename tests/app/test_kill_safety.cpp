@@ -463,13 +463,18 @@ private Q_SLOTS:
             if (visible.isEmpty()) QVERIFY2(again.status == 0, again.err.constData());
             else QVERIFY2(again.status == 2 && again.err.contains("already exists"), again.err.constData());
             QVERIFY2(folder_files(out) == want, qPrintable(describe_difference(want, folder_files(out))));
+            // The killed run's staging is gone too: the run that wrote the output swept it.
+            QStringList hidden;
+            for (const auto& entry : fs::directory_iterator(parent))
+                if (entry.path().filename().string().front() == '.') hidden << QString::fromStdString(entry.path().filename().string());
+            QVERIFY2(hidden.isEmpty(), qPrintable("left behind after the rerun: " + hidden.join(", ")));
             const char* when = killed ? (visible.isEmpty() ? "before the rename" : "after the rename") : "finished first";
             if (aimed) qInfo("round %d: SIGKILL while staging the output (%s)", round, when);
             else qInfo("round %d: SIGKILL at %lld ms (%s)", round, static_cast<long long>(at), when);
         }
-        // Killed runs leave their hidden staging folder behind (export removes only its own on
-        // failure); report it so a cleanup can be judged, but it is never visible as output.
-        qInfo("%d hidden staging folder(s) left by killed runs", stale_staging);
+        // Killed runs leave their hidden staging folder behind until the next write beside the
+        // output sweeps it (asserted above after each rerun); never visible as output.
+        qInfo("%d hidden staging folder(s) left by killed runs (all swept by the reruns)", stale_staging);
     }
 
     void finetune() {
@@ -589,8 +594,10 @@ private Q_SLOTS:
             QVERIFY2(other.status == 2 && other.err.contains("already exists"), other.err.constData());
             QVERIFY(finetune_folder(parent / "out") == ref.checkpoints.at("step-000021"));
         }
-        // Killed runs leave hidden staging (.out.partial-PID, .step-NNNNNN.partial-PID) and removal
-        // (.step-NNNNNN.removing-PID) folders behind; never visible as output, reported here.
+        // Killed runs leave hidden staging (.out.partial-PID@HOST, .step-NNNNNN.partial-PID@HOST)
+        // and removal (.step-NNNNNN.removing-PID@HOST) folders behind until a later write in the
+        // same folder sweeps them; never visible as output. What is left is reported here (a run
+        // that adopts a finished output writes nothing, so it sweeps nothing).
         int hidden = 0;
         for (const auto& round : fs::directory_iterator(root))
             for (const fs::path& folder : {round.path(), round.path() / "out.checkpoints"})
