@@ -301,12 +301,12 @@ SimtFn simt_instance(const SimtConfig& c) {
 
 // The instance, with its dynamic shared-memory limit raised to the device's once (on the first,
 // eager call: not a call to make while a CUDA graph is being captured).
-template <typename T, int MT, int DW, int STAGES>
+template <typename T, int MT, int DW, int STAGES, int WARPS>
 MmaFn mma_prepared(cudaError_t& error) {
     static const cudaError_t raised = cudaFuncSetAttribute(
-        decode_mma<T, MT, DW, STAGES>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
+        decode_mma<T, MT, DW, STAGES, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
     error = raised;
-    return decode_mma<T, MT, DW, STAGES>;
+    return decode_mma<T, MT, DW, STAGES, WARPS>;
 }
 
 template <typename T>
@@ -314,19 +314,20 @@ MmaFn mma_instance(const MmaConfig& c, cudaError_t& error) {
     if constexpr (std::is_same_v<T, float>) {
         return nullptr;
     } else {
-#define MLAWB_MMA(MT, DW, ST) \
-    if (c.mt == MT && c.dw == DW && c.stages == ST) return mma_prepared<T, MT, DW, ST>(error);
-        MLAWB_MMA(1, 16, 3)
-        MLAWB_MMA(1, 32, 3)
-        MLAWB_MMA(1, 64, 3)
-        MLAWB_MMA(1, 128, 3)
-        MLAWB_MMA(1, 128, 2)
-        MLAWB_MMA(1, 256, 3)
-        MLAWB_MMA(2, 16, 3)
-        MLAWB_MMA(2, 32, 3)
-        MLAWB_MMA(2, 64, 3)
-        MLAWB_MMA(2, 128, 3)
-        MLAWB_MMA(2, 128, 2)
+        // Every configuration mma_config can pick (4 warps only at L = 64).
+#define MLAWB_MMA(MT, DW, ST, W) \
+    if (c.mt == MT && c.dw == DW && c.stages == ST && c.warps == W) return mma_prepared<T, MT, DW, ST, W>(error);
+        MLAWB_MMA(1, 16, 3, 4)
+        MLAWB_MMA(2, 16, 3, 4)
+        MLAWB_MMA(1, 16, 3, 8)
+        MLAWB_MMA(1, 32, 3, 8)
+        MLAWB_MMA(1, 64, 3, 8)
+        MLAWB_MMA(1, 128, 2, 8)
+        MLAWB_MMA(1, 256, 3, 8)
+        MLAWB_MMA(2, 16, 3, 8)
+        MLAWB_MMA(2, 32, 3, 8)
+        MLAWB_MMA(2, 64, 3, 8)
+        MLAWB_MMA(2, 128, 2, 8)
 #undef MLAWB_MMA
         return nullptr;
     }
