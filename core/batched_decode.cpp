@@ -191,8 +191,7 @@ void BatchedDecoder::Impl::allocate() {
     q_buf = torch::zeros({B, s.n_head, s.q_width()}, o);
     out_buf = torch::zeros({B, s.n_head, s.v_width()}, o);
     logits = torch::zeros({B, s.vocab}, torch::TensorOptions().dtype(torch::kFloat32).device(device));
-    if (opt.kernel < 0 || opt.kernel > 3)
-        throw Error("", "kernel", "0 (auto), 1 (simt), 2 (tensor core) or 3 (tensor-core pair)");
+    if (opt.kernel < 0 || opt.kernel > 2) throw Error("", "kernel", "0 (auto), 1 (simt) or 2 (tensor core)");
     kernel = static_cast<cuda::DecodeKernel>(opt.kernel);
 #ifdef MLAWB_CUDA
     if (use_kernels) {
@@ -327,7 +326,6 @@ std::string BatchedDecoder::attention_backend() const {
     switch (cuda::decode_attention_resolve(p, m.kernel)) {
         case cuda::DecodeKernel::Simt: return "simt";
         case cuda::DecodeKernel::TensorCore: return "tensor-core";
-        case cuda::DecodeKernel::TensorCorePair: return "tensor-core pair";
         default: break;
     }
 #endif

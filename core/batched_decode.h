@@ -34,8 +34,7 @@ struct BatchedDecodeOptions {
     int64_t batch = 1;
     int64_t max_length = 2048;  // cache capacity per sequence, in tokens
     bool cuda_graph = true;     // CUDA: capture the step once, replay it every step
-    // CUDA attention kernel (core/cuda/decode_attention.h DecodeKernel): 0 auto, 1 simt, 2 tensor
-    // core, 3 tensor-core pair.
+    // CUDA attention kernel (core/cuda/decode_attention.h DecodeKernel): 0 auto, 1 simt, 2 tensor core.
     int kernel = 0;
 };
 
@@ -83,7 +82,7 @@ public:
     int64_t cache_bytes_allocated() const;      // the preallocated cache, all layers
     int64_t cache_bytes_per_token() const;      // one token of one sequence, all layers
     int64_t weight_bytes_per_step() const;      // weights a step reads (every matrix once, B embedding rows)
-    std::string attention_backend() const;      // "reference (cpu)", "simt", "tensor-core", "tensor-core pair"
+    std::string attention_backend() const;      // "reference (cpu)", "simt", "tensor-core"
     bool graph_captured() const;
 
 private:

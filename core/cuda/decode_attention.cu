@@ -156,17 +156,6 @@ int device_smem_optin() {
     return bytes;
 }
 
-// Thread-block clusters (and so the multicast copies of the CTA pair): compute capability 9.0+.
-bool device_has_clusters() {
-    static const bool yes = [] {
-        int dev = 0, v = 0;
-        if (cudaGetDevice(&dev) != cudaSuccess) return false;
-        if (cudaDeviceGetAttribute(&v, cudaDevAttrClusterLaunch, dev) != cudaSuccess) return false;
-        return v != 0;
-    }();
-    return yes;
-}
-
 // Profiling only (scripts/gpu/profile_step.sh): MLAWB_DECODE_ABLATION=<mask> leaves stages of the
 // tensor-core kernel out (1 Q.K^T, 2 softmax, 4 P.V, 8 tile loads, 16 mid-tile barriers); the
 // results are then wrong. Read once.
@@ -263,18 +252,7 @@ const char* decode_attention_unsupported(const DecodeAttentionParams& p, DecodeK
         if (p.value_dim < 64) return "tensor-core kernel: value_dim must be at least 64";
         return nullptr;
     }
-    if (kernel == DecodeKernel::TensorCorePair) {
-        if (const char* why = decode_attention_unsupported(p, DecodeKernel::TensorCore)) return why;
-        MmaConfig c;
-        mma_config(p, c);
-        if (c.dw != 256 || c.mt != 1) return "tensor-core pair: value_dim must be 2048 (256 latent columns a warp)";
-        if ((p.q_heads + 15) / 16 % 2) return "tensor-core pair: the query heads must make an even number of 16-head tiles";
-        if (p.ka_stride_h != 0 && (p.q_heads / p.kv_heads) % 32 != 0)
-            return "tensor-core pair: both head tiles of a pair must read the same latent row";
-        if (!device_has_clusters()) return "tensor-core pair: the GPU has no thread-block clusters (sm_90+)";
-        return nullptr;
-    }
-    // Auto: any.
+    // Auto: either.
     if (!decode_attention_unsupported(p, DecodeKernel::TensorCore)) return nullptr;
     return decode_attention_unsupported(p, DecodeKernel::Simt);
 }
@@ -283,8 +261,7 @@ DecodeKernel decode_attention_resolve(const DecodeAttentionParams& p, DecodeKern
     if (kernel != DecodeKernel::Auto) return decode_attention_unsupported(p, kernel) ? DecodeKernel::Auto : kernel;
     // Tensor cores pay off when many heads share a row; one or two heads per row stay on CUDA cores.
     if (!decode_attention_unsupported(p, DecodeKernel::TensorCore) && p.q_heads / p.kv_heads * (p.ka_stride_h == 0 ? p.kv_heads : 1) >= 8)
-        return decode_attention_unsupported(p, DecodeKernel::TensorCorePair) ? DecodeKernel::TensorCore
-                                                                             : DecodeKernel::TensorCorePair;
+        return DecodeKernel::TensorCore;
     if (!decode_attention_unsupported(p, DecodeKernel::Simt)) return DecodeKernel::Simt;
     if (!decode_attention_unsupported(p, DecodeKernel::TensorCore)) return DecodeKernel::TensorCore;
     return DecodeKernel::Auto;
@@ -324,20 +301,19 @@ SimtFn simt_instance(const SimtConfig& c) {
 
 // The instance, with its dynamic shared-memory limit raised to the device's once (on the first,
 // eager call: not a call to make while a CUDA graph is being captured).
-template <typename T, int MT, int DW, int STAGES, int WARPS, bool PAIR = false>
+template <typename T, int MT, int DW, int STAGES, int WARPS>
 MmaFn mma_prepared(cudaError_t& error) {
     static const cudaError_t raised = cudaFuncSetAttribute(
-        decode_mma<T, MT, DW, STAGES, WARPS, PAIR>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
+        decode_mma<T, MT, DW, STAGES, WARPS>, cudaFuncAttributeMaxDynamicSharedMemorySize, device_smem_optin());
     error = raised;
-    return decode_mma<T, MT, DW, STAGES, WARPS, PAIR>;
+    return decode_mma<T, MT, DW, STAGES, WARPS>;
 }
 
 template <typename T>
-MmaFn mma_instance(const MmaConfig& c, bool pair, cudaError_t& error) {
+MmaFn mma_instance(const MmaConfig& c, cudaError_t& error) {
     if constexpr (std::is_same_v<T, float>) {
         return nullptr;
     } else {
-        if (pair) return c.mt == 1 && c.dw == 256 && c.stages == 3 && c.warps == 8 ? mma_prepared<T, 1, 256, 3, 8, true>(error) : nullptr;
         // Every configuration mma_config can pick (4 warps only at L = 64).
 #define MLAWB_MMA(MT, DW, ST, W) \
     if (c.mt == MT && c.dw == DW && c.stages == ST && c.warps == W) return mma_prepared<T, MT, DW, ST, W>(error);
@@ -368,56 +344,23 @@ struct Plan {
     int chunks_per_kv = 0; // simt
     int n_splits = 1;
     int kr_row = 0;        // tensor core: rope-key elements staged per token (0: read from global)
-    bool pair = false;     // tensor core in clusters of two (TensorCorePair)
 };
-
-constexpr unsigned kPairCluster = 2;
-
-// The launch configuration of the CTA pair (clusters of two along x).
-struct PairLaunch {
-    cudaLaunchConfig_t config = {};
-    cudaLaunchAttribute attr = {};
-    PairLaunch(dim3 grid, int threads, size_t smem, cudaStream_t stream) {
-        config.gridDim = grid;
-        config.blockDim = dim3(threads, 1, 1);
-        config.dynamicSmemBytes = smem;
-        config.stream = stream;
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = kPairCluster;
-        attr.val.clusterDim.y = 1;
-        attr.val.clusterDim.z = 1;
-        config.attrs = &attr;
-        config.numAttrs = 1;
-    }
-};
-
-// How many clusters of two of `fn` can be resident at once (0: the query failed).
-int pair_clusters_resident(const void* fn, int threads, size_t smem) {
-    PairLaunch launch(dim3(kPairCluster * 64, 1, 1), threads, smem, nullptr);
-    int clusters = 0;
-    if (cudaOccupancyMaxActiveClusters(&clusters, fn, &launch.config) != cudaSuccess) {
-        (void)cudaGetLastError();
-        return 0;
-    }
-    return clusters;
-}
 
 template <typename T>
 const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan& plan) {
     plan.kernel = kernel;
     const void* fn = nullptr;
-    if (kernel == DecodeKernel::TensorCore || kernel == DecodeKernel::TensorCorePair) {
+    if (kernel == DecodeKernel::TensorCore) {
         MmaConfig c;
         mma_config(p, c);
         cudaError_t error = cudaSuccess;
-        plan.pair = kernel == DecodeKernel::TensorCorePair;
-        plan.mma = mma_instance<T>(c, plan.pair, error);
+        plan.mma = mma_instance<T>(c, error);
         if (!plan.mma) return "tensor-core kernel: no instance for this shape";
         if (error != cudaSuccess) return cuda_message("tensor-core kernel: shared memory", error);
         plan.grid_x = (p.q_heads + 16 * c.mt - 1) / (16 * c.mt);
         plan.threads = c.warps * 32;
         const int bm = 16 * c.mt;
-        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0, plan.pair).total;
+        plan.smem = mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, 0).total;
         if (static_cast<int>(plan.smem) > device_smem_optin())
             return "tensor-core kernel: needs more shared memory than a block may have";
         fn = reinterpret_cast<const void*>(plan.mma);
@@ -430,7 +373,7 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
                 span = std::max(span, (std::min(h0 + bm, p.q_heads) - 1) / group - h0 / group + 1);
             const int kr_row = span * p.key_r_dim;
             const size_t with =
-                mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row, plan.pair).total;
+                mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row).total;
             int blocks_without = 0, blocks_with = 0;
             if (static_cast<int>(with) <= device_smem_optin() &&
                 cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_without, fn, plan.threads, plan.smem) == cudaSuccess &&
@@ -459,14 +402,9 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
     int per_sm = 0;
     if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, plan.threads, plan.smem) != cudaSuccess || per_sm < 1)
         per_sm = 1;
-    int resident = per_sm * device_sm_count();
-    if (plan.pair) {
-        // Clusters are placed within a GPC: fewer pairs may fit than half the SMs.
-        const int clusters = pair_clusters_resident(fn, plan.threads, plan.smem);
-        if (clusters > 0) resident = std::min(resident, clusters * static_cast<int>(kPairCluster));
-    }
+    const int resident = per_sm * device_sm_count();
     const int units = p.batch * plan.grid_x;
-    const bool tensor = kernel != DecodeKernel::Simt;
+    const bool tensor = kernel == DecodeKernel::TensorCore;
     const int want = tensor ? std::max(1, resident / units) : (4 * resident + units - 1) / units;
     const int min_tokens = tensor ? kMinTokensPerSplit : 2 * kMinTokensPerSplit;
     const int by_length = std::max(1, (p.max_length + min_tokens - 1) / min_tokens);
@@ -486,16 +424,10 @@ const char* make_plan(const DecodeAttentionParams& p, DecodeKernel kernel, Plan&
 template <typename T>
 const char* launch_plan(const DecodeAttentionParams& p, const Plan& plan, float* acc, float* ml, cudaStream_t stream) {
     const dim3 grid(plan.grid_x, plan.n_splits, p.batch);
-    cudaError_t e = cudaSuccess;
-    if (plan.pair) {
-        PairLaunch launch(grid, plan.threads, plan.smem, stream);
-        e = cudaLaunchKernelEx(&launch.config, plan.mma, p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask());
-    } else if (plan.mma) {
+    if (plan.kernel == DecodeKernel::TensorCore)
         plan.mma<<<grid, plan.threads, plan.smem, stream>>>(p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask());
-    } else {
-        plan.simt<<<grid, plan.threads, 0, stream>>>(p, plan.n_splits, plan.chunks_per_kv, acc, ml);
-    }
-    if (e == cudaSuccess) e = cudaGetLastError();
+    else plan.simt<<<grid, plan.threads, 0, stream>>>(p, plan.n_splits, plan.chunks_per_kv, acc, ml);
+    cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return cuda_message("decode attention partial kernel", e);
     const dim3 combine_grid(p.batch * p.q_heads, (p.value_dim + kCombineColumns - 1) / kCombineColumns);
     decode_combine<T><<<combine_grid, kCombineThreads, 0, stream>>>(p, plan.n_splits, acc, ml);

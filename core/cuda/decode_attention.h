@@ -55,16 +55,14 @@ struct DecodeAttentionParams {
 // Which kernel computes the partials. Simt: CUDA cores, one to eight query heads per block,
 // key and value widths up to 512 (bf16/f16) or 256 (f32) elements. TensorCore: mma.sync for
 // many query heads sharing one key row (absorbed MLA: value == key_a with equal strides, bf16
-// or f16, value_dim a multiple of 16 between 64 and 2048, key_r_dim <= 64). TensorCorePair: the
-// same in clusters of two CTAs that share each K tile's read (value_dim 2048, an even number of
-// 16-head tiles reading the same latent row; sm_90). Auto: TensorCorePair, else TensorCore
+// or f16, value_dim a multiple of 16 between 64 and 2048, key_r_dim <= 64). Auto: TensorCore
 // where it applies, else Simt.
-enum class DecodeKernel : int { Auto = 0, Simt = 1, TensorCore = 2, TensorCorePair = 3 };
+enum class DecodeKernel : int { Auto = 0, Simt = 1, TensorCore = 2 };
 
 // nullptr when `kernel` can run `p`, else why not (a static string).
 const char* decode_attention_unsupported(const DecodeAttentionParams& p, DecodeKernel kernel);
 
-// The kernel Auto resolves to for `p` (Simt, TensorCore or TensorCorePair); Auto when none applies.
+// The kernel Auto resolves to for `p` (Simt or TensorCore); Auto when neither applies.
 DecodeKernel decode_attention_resolve(const DecodeAttentionParams& p, DecodeKernel kernel);
 
 // Device workspace (float partials) that launch_decode_attention needs for `p` on the current

@@ -52,48 +52,6 @@ __device__ __forceinline__ void bulk_copy(void* dst, const void* src, uint32_t b
                  : "memory");
 }
 
-// Cluster primitives for the CTA pair (decode_mma with PAIR): the two 16-head tiles of one
-// latent row run as a cluster of two, each K tile read once from L2 and multicast into both.
-__device__ __forceinline__ uint32_t cluster_rank() {
-    uint32_t r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
-    return r;
-}
-__device__ __forceinline__ void cluster_sync_all() {
-    asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-}
-__device__ __forceinline__ void mbar_init_fence() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
-// An arrival on the barrier at the same offset in cluster CTA `rank` (this CTA's own included),
-// releasing this thread's (and, after a block barrier, the block's) reads of the stage.
-__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t rank) {
-    uint32_t remote;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(bar)), "r"(rank));
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
-}
-// Whether the phase of parity `parity` has completed (one look, acquire at cluster scope).
-__device__ __forceinline__ bool mbar_done_cluster(uint64_t* bar, uint32_t parity) {
-    uint32_t done;
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.test_wait.parity.acquire.cluster.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(smem_addr(bar)), "r"(parity)
-        : "memory");
-    return done != 0;
-}
-__device__ __forceinline__ void mbar_wait_cluster(uint64_t* bar, uint32_t parity) {
-    while (!mbar_done_cluster(bar, parity)) {
-    }
-}
-// `bytes` from global memory into the same offset of shared memory in both CTAs of the pair,
-// each completing its bytes on its own barrier at `bar`'s offset.
-__device__ __forceinline__ void bulk_copy_pair(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1], %2, [%3], "
-        "%4;\n" ::"r"(smem_addr(dst)),
-        "l"(src), "r"(bytes), "r"(smem_addr(bar)), "h"(static_cast<uint16_t>(0x3))
-        : "memory");
-}
-
 template <typename T>
 __device__ __forceinline__ void mma16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1);
 
@@ -131,10 +89,9 @@ struct MmaSmem {
 // are staged beside each K tile, so the softmax step reads them from shared memory instead of
 // waiting on a global load between two barriers every tile.
 // The queries' r parts (sQr) stay in the element type: 16 rows x 16 bytes less, which the
-// L = 2048 layout needs to fit 227 KB. The stages' `full` mbarriers at the end (and with `pair`
-// their `empty` ones).
+// L = 2048 layout needs to fit 227 KB. The stages' `full` mbarriers at the end.
 __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, int stages, int elem, bool q_in_smem,
-                                            int kr_row, bool pair = false) {
+                                            int kr_row) {
     MmaSmem s;
     s.row = dv + 8;
     s.p_row = kMmaTokens + 8;
@@ -161,7 +118,7 @@ __host__ __device__ inline MmaSmem mma_smem(int bm, int dv, int dr, int warps, i
     at += bm * 4;
     at = (at + 7) / 8 * 8;
     s.bar = at;
-    at += static_cast<size_t>(pair ? 2 : 1) * stages * sizeof(uint64_t);  // full (and the pair's empty)
+    at += static_cast<size_t>(stages) * sizeof(uint64_t);
     s.total = (at + 15) / 16 * 16;
     return s;
 }
@@ -181,17 +138,7 @@ __device__ __forceinline__ int s_swizzle(int row, int col) { return col ^ (((row
 // their index arithmetic (two divisions a copy) and a wait out of every tile. WARPS is fixed at
 // compile time so that the softmax step's element loop and every per-thread index are constants
 // hoisted out of the tile loop.
-//
-// PAIR: launched in clusters of two along x, the two 16-head tiles that read the same latent
-// rows. Without it each head tile pulls every latent row from L2 into its SM, twice the L2-to-SM
-// traffic, which bounds the memory path at 32 heads (scripts/gpu/NOTES.md, versions 2-5). With
-// it, CTA rank r copies K rows [8r, 8r + 8) of every tile into both CTAs (multicast), and each
-// its own rope keys. A stage's `empty` barrier takes one arrival from each CTA once all its warps
-// are past the stage; a K row is refilled only then (the copy overwrites the peer's stage too).
-// That wait does not hold the block: the row's thread looks once after the first barrier, again
-// after the second, and waits only at the top of the next tile (the version-4 pair waited in
-// the middle of every tile and was slower than the single CTA).
-template <typename T, int MT, int DW, int STAGES, int WARPS, bool PAIR = false>
+template <typename T, int MT, int DW, int STAGES, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
     decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
                float* __restrict__ ws_ml, int skip) {
@@ -200,13 +147,12 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
     constexpr int THREADS = WARPS * 32;
     constexpr int EPT = BM * NT / THREADS;  // softmax-step elements a thread
     static_assert(BM * NT % THREADS == 0 && THREADS % NT == 0, "softmax step: whole rows a warp");
-    static_assert(!PAIR || (MT == 1 && DW >= 256), "the CTA pair: one 16-head tile a CTA, queries in registers");
     // With 256 latent columns per warp (L = 2048) the queries' A fragments stay in registers
     // (64 per thread): the 66 KB of sQ go to a third K stage instead.
     constexpr bool QREG = DW >= 256;
     extern __shared__ __align__(16) unsigned char smem[];
     const int dv = p.value_dim, dr = p.key_r_dim;
-    const MmaSmem L = mma_smem(BM, dv, dr, WARPS, STAGES, sizeof(T), !QREG, kr_row, PAIR);
+    const MmaSmem L = mma_smem(BM, dv, dr, WARPS, STAGES, sizeof(T), !QREG, kr_row);
     T* sQ = reinterpret_cast<T*>(smem + L.q);  // unused when QREG
     T* sK = reinterpret_cast<T*>(smem + L.k);
     T* sKr = reinterpret_cast<T*>(smem + L.kr);  // [STAGES][16 tokens][kr_pitch], when kr_row > 0
@@ -217,7 +163,6 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
     float* sL = reinterpret_cast<float*>(smem + L.l);
     float* sAlpha = reinterpret_cast<float*>(smem + L.alpha);
     uint64_t* full_bar = reinterpret_cast<uint64_t*>(smem + L.bar);  // [STAGES] the tile's rows landed
-    uint64_t* empty_bar = full_bar + STAGES;  // PAIR: [STAGES] both CTAs are past the stage
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int b = blockIdx.z, split = blockIdx.y;
@@ -250,24 +195,15 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
     // profile). Thread 0 announces the bytes; a copy may complete before that (the tx-count may
     // go below zero) but the phase cannot, as it also waits for thread 0's arrival.
     const int rope_copies = stage_rope ? NT * (rope_side_by_side ? 1 : span) : 0;
-    // The K rows this CTA copies: all 16, or its half of them (PAIR), multicast to both CTAs.
-    constexpr int K_COPIES = PAIR ? NT / 2 : NT;
-    const int k_row0 = PAIR ? static_cast<int>(cluster_rank()) * K_COPIES : 0;
-    auto copy_k_row = [&](int tile, int stage, int r) {
-        const int t = min(t_begin + tile * NT + r, t_end - 1);
-        T* dst = sK + (static_cast<size_t>(stage) * NT + r) * L.row;
-        const T* src = kbase + static_cast<int64_t>(t) * p.ka_stride_t;
-        if constexpr (PAIR) bulk_copy_pair(dst, src, dv * sizeof(T), &full_bar[stage]);
-        else bulk_copy(dst, src, dv * sizeof(T), &full_bar[stage]);
-    };
-    // This thread's copies of a tile (with_k false: the rope keys only, PAIR's K rows come later).
-    auto issue_tile = [&](int tile, int stage, bool with_k) {
+    auto issue_tile = [&](int tile, int stage) {
         if (tid == 0) mbar_arrive_expect_tx(&full_bar[stage], tile_bytes);
-        for (int c = warp + WARPS * lane; c < K_COPIES + rope_copies; c += THREADS) {
-            if (c < K_COPIES) {
-                if (with_k) copy_k_row(tile, stage, k_row0 + c);
+        for (int c = warp + WARPS * lane; c < NT + rope_copies; c += THREADS) {
+            if (c < NT) {
+                const int t = min(t_begin + tile * NT + c, t_end - 1);
+                bulk_copy(sK + (static_cast<size_t>(stage) * NT + c) * L.row,
+                          kbase + static_cast<int64_t>(t) * p.ka_stride_t, dv * sizeof(T), &full_bar[stage]);
             } else {
-                const int rc = c - K_COPIES;
+                const int rc = c - NT;
                 const int r = rope_side_by_side ? rc : rc / span, j = rope_side_by_side ? 0 : rc % span;
                 const int t = min(t_begin + tile * NT + r, t_end - 1);
                 T* dst = sKr + (static_cast<size_t>(stage) * NT + r) * L.kr_pitch + j * dr;
@@ -276,33 +212,13 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
             }
         }
     };
-    // PAIR: the tile whose K rows this thread still has to copy once both CTAs released the
-    // stage (-1: none), and the two ways to get them out: look once, or wait.
-    int k_pending = -1;
-    auto k_pending_try = [&](bool wait) {
-        if (!PAIR || k_pending < 0) return;
-        const int stage = k_pending % STAGES;
-        const uint32_t parity = ((k_pending - STAGES) / STAGES) & 1;
-        if (wait) mbar_wait_cluster(&empty_bar[stage], parity);
-        else if (!mbar_done_cluster(&empty_bar[stage], parity)) return;
-        for (int c = warp + WARPS * lane; c < K_COPIES; c += THREADS) copy_k_row(k_pending, stage, k_row0 + c);
-        k_pending = -1;
-    };
     const int n_tiles = (t_end - t_begin + NT - 1) / NT;
-    if (tid == 0) {
-        for (int s = 0; s < STAGES; ++s) {
-            mbar_init(&full_bar[s], 1);  // thread 0's arrive.expect_tx
-            if constexpr (PAIR) mbar_init(&empty_bar[s], 2);  // one arrival from each CTA
-        }
-        if constexpr (PAIR) mbar_init_fence();
-    }
-    // Initialised before any thread waits or any copy signals (PAIR: in both CTAs, before either
-    // multicasts into the other).
-    if constexpr (PAIR) cluster_sync_all();
-    else __syncthreads();
+    if (tid == 0)
+        for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);  // warp 0's arrive.expect_tx
+    __syncthreads();  // initialised before any thread waits or any copy signals
 #pragma unroll
     for (int s = 0; s < STAGES; ++s)
-        if (s < n_tiles) issue_tile(s, s, true);
+        if (s < n_tiles) issue_tile(s, s);
 
     // Queries: the a part (bf16/f16) for the tensor cores, the r part for the softmax step.
     const T* qb = static_cast<const T*>(p.q) + b * p.q_stride_b;
@@ -362,7 +278,6 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
 
     for (int tile = 0; tile < n_tiles; ++tile) {
         const int stage = tile % STAGES;
-        k_pending_try(true);  // PAIR: the K rows of tile + 1, at the latest now
         if (!(skip & 8) || tile < STAGES) mbar_wait(&full_bar[stage], (tile / STAGES) & 1);  // rows landed
         const T* K = sK + static_cast<size_t>(stage) * NT * L.row;
         const int t0 = t_begin + tile * NT;
@@ -417,22 +332,8 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
                 *reinterpret_cast<float2*>(Sw + (row + 8) * NT + col) = make_float2(sacc[0][mt][n][2], sacc[0][mt][n][3]);
             }
         if (!(skip & 16)) __syncthreads();
-        // Every warp is past tile - 1 (its P.V and softmax step included): refill that stage. PAIR:
-        // release it to both CTAs; its K rows follow once the peer has released it too.
-        if (!(skip & 8) && tile >= 1 && tile - 1 + STAGES < n_tiles) {
-            const int refill = tile - 1 + STAGES, rstage = (tile - 1) % STAGES;
-            if constexpr (PAIR) {
-                if (tid == 0) {
-                    mbar_arrive_cluster(&empty_bar[rstage], 0);
-                    mbar_arrive_cluster(&empty_bar[rstage], 1);
-                }
-                issue_tile(refill, rstage, false);
-                if (warp + WARPS * lane < K_COPIES) k_pending = refill;  // the K rows' threads
-                k_pending_try(false);
-            } else {
-                issue_tile(refill, rstage, true);
-            }
-        }
+        // Every warp is past tile - 1 (its P.V and softmax step included): refill that stage.
+        if (!(skip & 8) && tile >= 1 && tile - 1 + STAGES < n_tiles) issue_tile(tile - 1 + STAGES, (tile - 1) % STAGES);
 
         // Sum over warps, add the r part, online softmax per head (16 lanes per head row).
         const T* kr_stage = sKr + static_cast<size_t>(stage) * NT * L.kr_pitch;
@@ -488,7 +389,6 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
             }
         }
         if (!(skip & 16)) __syncthreads();
-        k_pending_try(false);
 
         // O = O * alpha + P V over this warp's value columns. Once the running max settles most
         // tiles leave every alpha at 1: the warp then skips its DW / 2 multiplies a thread.
@@ -540,6 +440,4 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
         ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2] = sM[tid];
         ws_ml[(slot0 + static_cast<int64_t>(tid) * n_splits) * 2 + 1] = sL[tid];
     }
-    // PAIR: neither CTA leaves while the other may still arrive on its barriers.
-    if constexpr (PAIR) cluster_sync_all();
 }

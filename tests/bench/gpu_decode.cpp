@@ -9,7 +9,7 @@
 // the GPU's memory, verified by running it.
 //
 //   gpu_decode [--batches 1,8,32] [--contexts 2048,8192,32768] [--steps 16] [--warmup 3]
-//              [--engines mha,mla64,mla16] [--kernel auto|simt|tensor-core|tensor-core-pair] [--no-graph]
+//              [--engines mha,mla64,mla16] [--kernel auto|simt|tensor-core] [--no-graph]
 //              [--peak-tbs 3.35] [--hf FILE.json] [--json OUT.json] [--no-fit]
 //   gpu_decode --device cpu --small      a tiny model on the CPU (a smoke run of this program)
 //   gpu_decode --table OURS.json --hf HF.json   print the side-by-side table of two earlier runs
@@ -312,7 +312,7 @@ int main(int argc, char** argv) {
             return 2;
         }
     }
-    bench.base.kernel = kernel == "simt" ? 1 : kernel == "tensor-core" ? 2 : kernel == "tensor-core-pair" ? 3 : 0;
+    bench.base.kernel = kernel == "simt" ? 1 : kernel == "tensor-core" ? 2 : 0;
     if (device_arg == "cpu") {
         bench.device = torch::Device(torch::kCPU);
         bench.dtype = torch::kFloat32;

@@ -60,7 +60,6 @@ const char* kernel_name(DecodeKernel k) {
     switch (k) {
         case DecodeKernel::Simt: return "simt";
         case DecodeKernel::TensorCore: return "tensor-core";
-        case DecodeKernel::TensorCorePair: return "tensor-core pair";
         default: return "auto";
     }
 }
@@ -218,7 +217,7 @@ void run_case(const Case& c, unsigned seed) {
     p.out = dout.ptr;
 
     int ran = 0;
-    for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::TensorCorePair, DecodeKernel::Auto}) {
+    for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::Auto}) {
         const char* why = cuda::decode_attention_unsupported(p, k);
         const std::string label = c.name + " [" + dtype_name(c.dtype) + ", " + kernel_name(k) + "]";
         if (why) {
@@ -360,7 +359,7 @@ void bench(const std::string& only) {
                     }
                 };
                 point(caches[0]->ptr);
-                for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore, DecodeKernel::TensorCorePair}) {
+                for (DecodeKernel k : {DecodeKernel::Simt, DecodeKernel::TensorCore}) {
                     if (cuda::decode_attention_unsupported(p, k)) continue;
                     DevBuf ws(cuda::decode_attention_workspace_bytes(p, k));
                     cudaEvent_t e0, e1;
