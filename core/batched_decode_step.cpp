@@ -133,14 +133,19 @@ torch::Tensor BatchedDecoder::Impl::standard_attention(const LayerWeights& w, co
         k.cache_stride_b = w.k_cache.stride(0);
         k.cache_stride_h = w.k_cache.stride(1);
         k.cache_stride_t = w.k_cache.stride(2);
-        const char* e = cuda::launch_rope_store(q, stream);
-        if (!e) e = cuda::launch_rope_store(k, stream);
-        if (!e)
-            e = cuda::launch_store_rows(kernel_dtype(dtype), at_offset(proj, (H + G) * d), proj.stride(0), d,
-                                        static_cast<int>(B), static_cast<int>(G), static_cast<int>(d),
-                                        w.v_cache.data_ptr(), w.v_cache.stride(0), w.v_cache.stride(2),
-                                        w.v_cache.stride(1), positions.data_ptr<int32_t>(), stream);
-        if (e) throw Error("", "decode step", e);
+        cuda::StoreRowsArgs v;  // the values, without RoPE
+        v.x = at_offset(proj, (H + G) * d);
+        v.x_stride_b = proj.stride(0);
+        v.x_head_stride = d;
+        v.batch = static_cast<int>(B);
+        v.heads = static_cast<int>(G);
+        v.width = static_cast<int>(d);
+        v.cache = w.v_cache.data_ptr();
+        v.cache_stride_b = w.v_cache.stride(0);
+        v.cache_stride_t = w.v_cache.stride(2);
+        v.cache_stride_h = w.v_cache.stride(1);
+        v.positions = positions.data_ptr<int32_t>();
+        if (const char* e = cuda::launch_rope_and_store(q, k, v, stream)) throw Error("", "decode step", e);
         attend(w);
         return out_buf.view({B, H * d});
     }
@@ -197,13 +202,17 @@ torch::Tensor BatchedDecoder::Impl::mla_attention(const LayerWeights& w, const t
         ka.cache_stride_t = w.latent_cache.stride(1);
         ka.cache_stride_h = rw;
         ka.freq_group = 1;
-        const char* e = cuda::launch_rope_store(qa, stream);
-        if (!e) e = cuda::launch_rope_store(ka, stream);
-        if (!e)
-            e = cuda::launch_store_rows(kernel_dtype(dtype), at_offset(proj, c_off), proj.stride(0), 0, static_cast<int>(B),
-                                        1, static_cast<int>(L), w.latent_cache.data_ptr(), w.latent_cache.stride(0),
-                                        w.latent_cache.stride(1), 0, positions.data_ptr<int32_t>(), stream);
-        if (e) throw Error("", "decode step", e);
+        cuda::StoreRowsArgs c;  // the latent c_kv, one row for all heads
+        c.x = at_offset(proj, c_off);
+        c.x_stride_b = proj.stride(0);
+        c.batch = static_cast<int>(B);
+        c.heads = 1;
+        c.width = static_cast<int>(L);
+        c.cache = w.latent_cache.data_ptr();
+        c.cache_stride_b = w.latent_cache.stride(0);
+        c.cache_stride_t = w.latent_cache.stride(1);
+        c.positions = positions.data_ptr<int32_t>();
+        if (const char* e = cuda::launch_rope_and_store(qa, ka, c, stream)) throw Error("", "decode step", e);
         stored = true;
     }
 #endif
@@ -228,6 +237,19 @@ torch::Tensor BatchedDecoder::Impl::mla_attention(const LayerWeights& w, const t
         }
     }
     // Absorbed query: q_lat[b, h] = W_uk,g^T q_nope[b, h], one batched product over KV heads.
+    if (group == 1) {
+        // One query head a KV head (every MHA model converted): the batched products read and
+        // write the [B, H, .] buffers through [H, B, .] views (row stride H x width, batch stride
+        // the width), which the GEMM takes as they are: no permute copy before or after.
+        torch::Tensor q_lat = q_buf.narrow(2, 0, L).transpose(0, 1);  // [G, B, L] view of q_buf
+        torch::bmm_out(q_lat, q.narrow(2, rw, nope).transpose(0, 1), w.w_uk);
+        attend(w);  // out_buf [B, H, L]: attention-weighted latent per head
+        torch::Tensor o = torch::empty({B, H * d}, out_buf.options());
+        torch::Tensor o_heads = o.view({B, H, d}).transpose(0, 1);  // [G, B, d] view of o
+        torch::bmm_out(o_heads, out_buf.transpose(0, 1), w.w_uv.transpose(1, 2));
+        if (w.b_uv.defined()) o_heads.add_(w.b_uv.view({G, 1, d}));
+        return o;
+    }
     torch::Tensor q_nope = q.narrow(2, rw, nope).reshape({B, G, group, nope}).permute({1, 0, 2, 3}).reshape({G, B * group, nope});
     torch::Tensor q_lat = torch::bmm(q_nope, w.w_uk);  // [G, B group, L]
     q_buf.view({B, G, group, L + rw}).narrow(3, 0, L).copy_(q_lat.view({G, B, group, L}).permute({1, 0, 2, 3}));

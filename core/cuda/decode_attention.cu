@@ -76,15 +76,21 @@ __device__ __forceinline__ void mark_empty_split(float* __restrict__ ws_ml, int6
 #include "core/cuda/decode_mma.cuh"
 
 // ---------------------------------------------------------------------------------------------
-// Combine the splits: blocks over (sequence, query head) x 512-column chunks of the value
-// (blockIdx.y), one float4 column group a thread, the splits' loads unrolled to overlap.
+// Combine the splits: blocks over (sequence, query head) x column chunks of the value
+// (blockIdx.y), 16 bytes of partials (VEC columns) a thread, the splits' loads unrolled to
+// overlap. A split's partial is its output normalized by its own sum (o / l, in the element
+// type: half the bytes of float32 partials); its weight is l * 2^(m - max) over all splits.
 constexpr int kCombineThreads = 128;
-constexpr int kCombineColumns = 4 * kCombineThreads;
+template <typename T>
+__host__ __device__ constexpr int combine_columns() {
+    return Elem<T>::kVec * kCombineThreads;
+}
 
 template <typename T>
 __global__ void __launch_bounds__(128) decode_combine(const DecodeAttentionParams p, int n_splits,
-                                                      const float* __restrict__ ws_acc,
+                                                      const void* __restrict__ ws_acc_raw,
                                                       const float* __restrict__ ws_ml) {
+    constexpr int VEC = Elem<T>::kVec;
     __shared__ float s_w[kMaxSplits];
     __shared__ float s_inv_l;
     const int bh = blockIdx.x;
@@ -99,9 +105,9 @@ __global__ void __launch_bounds__(128) decode_combine(const DecodeAttentionParam
         float lsum = 0.f;
         for (int s = tid; s < n_splits; s += 32) {
             const float m = ml[2 * s];
-            const float w = (m == -INFINITY) ? 0.f : exp2f(m - mx);
+            const float w = (m == -INFINITY) ? 0.f : exp2f(m - mx) * ml[2 * s + 1];
             s_w[s] = w;
-            lsum += w * ml[2 * s + 1];
+            lsum += w;
         }
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) lsum += __shfl_xor_sync(0xffffffffu, lsum, off);
@@ -109,26 +115,26 @@ __global__ void __launch_bounds__(128) decode_combine(const DecodeAttentionParam
     }
     __syncthreads();
     const float inv_l = s_inv_l;
-    const float* acc = ws_acc + static_cast<int64_t>(bh) * n_splits * dv;
+    const T* acc = static_cast<const T*>(ws_acc_raw) + static_cast<int64_t>(bh) * n_splits * dv;
     T* out = static_cast<T*>(p.out) + b * p.out_stride_b + h * p.out_stride_h;
-    const int e0 = blockIdx.y * kCombineColumns + tid * 4;
-    for (int e = e0; e < min(dv, (blockIdx.y + 1) * kCombineColumns); e += blockDim.x * 4) {
-        float4 r = make_float4(0.f, 0.f, 0.f, 0.f);
+    const int e = blockIdx.y * combine_columns<T>() + tid * VEC;
+    if (e >= dv) return;
+    float r[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) r[j] = 0.f;
 #pragma unroll 4
-        for (int s = 0; s < n_splits; ++s) {
-            const float w = s_w[s];
-            if (w == 0.f) continue;  // empty split: its partial was never written
-            const float4 a = __ldg(reinterpret_cast<const float4*>(acc + static_cast<int64_t>(s) * dv + e));
-            r.x = fmaf(w, a.x, r.x);
-            r.y = fmaf(w, a.y, r.y);
-            r.z = fmaf(w, a.z, r.z);
-            r.w = fmaf(w, a.w, r.w);
-        }
-        out[e] = Elem<T>::store(r.x * inv_l);
-        out[e + 1] = Elem<T>::store(r.y * inv_l);
-        out[e + 2] = Elem<T>::store(r.z * inv_l);
-        out[e + 3] = Elem<T>::store(r.w * inv_l);
+    for (int s = 0; s < n_splits; ++s) {
+        const float w = s_w[s];
+        if (w == 0.f) continue;  // empty split: its partial was never written
+        float f[VEC];
+        unpack<T>(load16(acc + static_cast<int64_t>(s) * dv + e), f);
+#pragma unroll
+        for (int j = 0; j < VEC; ++j) r[j] = fmaf(w, f[j], r[j]);
     }
+    T o[VEC];
+#pragma unroll
+    for (int j = 0; j < VEC; ++j) o[j] = Elem<T>::store(r[j] * inv_l);
+    *reinterpret_cast<uint4*>(out + e) = *reinterpret_cast<const uint4*>(o);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +236,7 @@ const char* decode_attention_unsupported(const DecodeAttentionParams& p, DecodeK
         return "pointers must be 16-byte aligned";
     const int64_t strides[] = {p.q_stride_b,  p.q_stride_h,  p.ka_stride_b, p.ka_stride_h, p.ka_stride_t,
                                p.kr_stride_b, p.kr_stride_h, p.kr_stride_t, p.v_stride_b,  p.v_stride_h,
-                               p.v_stride_t};
+                               p.v_stride_t,  p.out_stride_b, p.out_stride_h};
     for (int64_t s : strides)
         if (s % vec) return "strides must be multiples of 16 bytes";
     if (kernel == DecodeKernel::Simt) {
@@ -274,8 +280,8 @@ size_t workspace_floats(const DecodeAttentionParams& p, int n_splits) {
     return slots * p.value_dim + slots * 2 + 4;  // +4: the m/l block starts 16-byte aligned
 }
 
-using SimtFn = void (*)(const DecodeAttentionParams, int, int, float*, float*);
-using MmaFn = void (*)(const DecodeAttentionParams, int, int, float*, float*, int);
+using SimtFn = void (*)(const DecodeAttentionParams, int, int, void*, float*);
+using MmaFn = void (*)(const DecodeAttentionParams, int, int, void*, float*, int);
 
 template <typename T>
 SimtFn simt_instance(const SimtConfig& c) {
@@ -429,7 +435,7 @@ const char* launch_plan(const DecodeAttentionParams& p, const Plan& plan, float*
     else plan.simt<<<grid, plan.threads, 0, stream>>>(p, plan.n_splits, plan.chunks_per_kv, acc, ml);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) return cuda_message("decode attention partial kernel", e);
-    const dim3 combine_grid(p.batch * p.q_heads, (p.value_dim + kCombineColumns - 1) / kCombineColumns);
+    const dim3 combine_grid(p.batch * p.q_heads, (p.value_dim + combine_columns<T>() - 1) / combine_columns<T>());
     decode_combine<T><<<combine_grid, kCombineThreads, 0, stream>>>(p, plan.n_splits, acc, ml);
     e = cudaGetLastError();
     if (e != cudaSuccess) return cuda_message("decode attention combine kernel", e);
@@ -455,7 +461,7 @@ const char* launch_decode_attention(const DecodeAttentionParams& p, DecodeKernel
     if (const char* why = make_plan(p, k, plan)) return why;
     const size_t need = workspace_floats(p, plan.n_splits) * sizeof(float);
     if (!workspace || workspace_bytes < need || !aligned16(workspace)) return "workspace too small or unaligned";
-    float* acc = static_cast<float*>(workspace);
+    float* acc = static_cast<float*>(workspace);  // partials in the element type (fewer bytes than sized)
     const size_t acc_floats = static_cast<size_t>(p.batch) * p.q_heads * plan.n_splits * p.value_dim;
     float* ml = acc + (acc_floats + 3) / 4 * 4;
     cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);

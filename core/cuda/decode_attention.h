@@ -107,12 +107,21 @@ struct RopeStoreArgs {
     int freq_group = 1;
     int64_t freq_stride = 0;
 };
-const char* launch_rope_store(const RopeStoreArgs& a, void* stream);
 
 // cache + b*cache_stride_b + positions[b]*cache_stride_t + h*cache_stride_h <- x[b, h, 0:width]
 // (x rows: x_stride_b per batch, x_head_stride per head); no RoPE (values, latents).
-const char* launch_store_rows(DType dtype, const void* x, int64_t x_stride_b, int64_t x_head_stride, int batch,
-                              int heads, int width, void* cache, int64_t cache_stride_b, int64_t cache_stride_t,
-                              int64_t cache_stride_h, const int32_t* positions, void* stream);
+struct StoreRowsArgs {
+    const void* x = nullptr;
+    int64_t x_stride_b = 0, x_head_stride = 0;
+    int batch = 0, heads = 0, width = 0;
+    void* cache = nullptr;
+    int64_t cache_stride_b = 0, cache_stride_t = 0, cache_stride_h = 0;
+    const int32_t* positions = nullptr;  // [batch] device
+};
+
+// A decode step's writes before attention, in one launch: the queries' RoPE (q), the keys' RoPE
+// into the cache (k) and the rows stored without RoPE (rows: values, or the latent). A job with
+// no elements (heads or pairs 0) is skipped. All in q.dtype.
+const char* launch_rope_and_store(const RopeStoreArgs& q, const RopeStoreArgs& k, const StoreRowsArgs& rows, void* stream);
 
 }  // namespace mlawb::cuda

@@ -58,11 +58,9 @@ __global__ void silu_mul_kernel(const T* __restrict__ gu, T* __restrict__ out, i
     }
 }
 
+// Element i of a RoPE job (i < batch * heads * pairs).
 template <typename T>
-__global__ void rope_store_kernel(const RopeStoreArgs a) {
-    const int64_t n = static_cast<int64_t>(a.batch) * a.heads * a.pairs;
-    const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-    if (i >= n) return;
+__device__ __forceinline__ void rope_one(const RopeStoreArgs& a, int64_t i) {
     const int k = static_cast<int>(i % a.pairs);
     const int h = static_cast<int>((i / a.pairs) % a.heads);
     const int b = static_cast<int>(i / (static_cast<int64_t>(a.pairs) * a.heads));
@@ -87,17 +85,26 @@ __global__ void rope_store_kernel(const RopeStoreArgs a) {
     }
 }
 
+// Element i of a row-store job (i < batch * heads * width).
 template <typename T>
-__global__ void store_rows_kernel(const T* __restrict__ x, int64_t x_stride_b, int64_t x_head_stride, int batch,
-                                  int heads, int width, T* __restrict__ cache, int64_t cs_b, int64_t cs_t, int64_t cs_h,
-                                  const int32_t* __restrict__ positions) {
-    const int64_t n = static_cast<int64_t>(batch) * heads * width;
+__device__ __forceinline__ void store_one(const StoreRowsArgs& a, int64_t i) {
+    const int e = static_cast<int>(i % a.width);
+    const int h = static_cast<int>((i / a.width) % a.heads);
+    const int b = static_cast<int>(i / (static_cast<int64_t>(a.width) * a.heads));
+    static_cast<T*>(a.cache)[b * a.cache_stride_b + static_cast<int64_t>(a.positions[b]) * a.cache_stride_t +
+                             h * a.cache_stride_h + e] = static_cast<const T*>(a.x)[b * a.x_stride_b + h * a.x_head_stride + e];
+}
+
+// The three jobs of a step's writes before attention in one launch (one index space: q's RoPE
+// elements, then k's, then the stored rows): each was its own ~3 us launch, three a layer.
+template <typename T>
+__global__ void rope_and_store_kernel(const RopeStoreArgs q, const RopeStoreArgs k, const StoreRowsArgs rows, int64_t nq,
+                                      int64_t nk, int64_t n) {
     for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
          i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        const int e = static_cast<int>(i % width);
-        const int h = static_cast<int>((i / width) % heads);
-        const int b = static_cast<int>(i / (static_cast<int64_t>(width) * heads));
-        cache[b * cs_b + static_cast<int64_t>(positions[b]) * cs_t + h * cs_h + e] = x[b * x_stride_b + h * x_head_stride + e];
+        if (i < nq) rope_one<T>(q, i);
+        else if (i < nq + nk) rope_one<T>(k, i - nq);
+        else store_one<T>(rows, i - nq - nk);
     }
 }
 
@@ -159,52 +166,25 @@ const char* launch_silu_mul(DType dtype, const void* gate_up, void* out, int row
     return after_launch("silu_mul");
 }
 
-const char* launch_rope_store(const RopeStoreArgs& a, void* stream_ptr) {
+const char* launch_rope_and_store(const RopeStoreArgs& q, const RopeStoreArgs& k, const StoreRowsArgs& rows,
+                                  void* stream_ptr) {
     cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-    const int64_t n = static_cast<int64_t>(a.batch) * a.heads * a.pairs;
-    if (n <= 0) return nullptr;
-    if (!a.x || !a.positions || !a.inv_freq || a.freq_group <= 0) return "rope_store: missing input";
-    const int grid = static_cast<int>((n + 255) / 256);
-    switch (a.dtype) {
-        case DType::F32:
-            rope_store_kernel<float><<<grid, 256, 0, stream>>>(a);
-            break;
-        case DType::F16:
-            rope_store_kernel<__half><<<grid, 256, 0, stream>>>(a);
-            break;
-        case DType::BF16:
-            rope_store_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(a);
-            break;
-    }
-    return after_launch("rope_store");
-}
-
-const char* launch_store_rows(DType dtype, const void* x, int64_t x_stride_b, int64_t x_head_stride, int batch,
-                              int heads, int width, void* cache, int64_t cache_stride_b, int64_t cache_stride_t,
-                              int64_t cache_stride_h, const int32_t* positions, void* stream_ptr) {
-    cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
-    const int64_t n = static_cast<int64_t>(batch) * heads * width;
+    auto rope_elems = [](const RopeStoreArgs& a) { return static_cast<int64_t>(a.batch) * a.heads * a.pairs; };
+    const int64_t nq = rope_elems(q), nk = rope_elems(k);
+    const int64_t nr = static_cast<int64_t>(rows.batch) * rows.heads * rows.width;
+    for (const RopeStoreArgs* a : {&q, &k})
+        if (rope_elems(*a) > 0 && (!a->x || !a->positions || !a->inv_freq || a->freq_group <= 0 || a->dtype != q.dtype))
+            return "rope_and_store: missing input";
+    if (nr > 0 && (!rows.x || !rows.cache || !rows.positions)) return "rope_and_store: missing row input";
+    const int64_t n = nq + nk + nr;
     if (n <= 0) return nullptr;
     const int grid = grid_for(n, 256);
-    switch (dtype) {
-        case DType::F32:
-            store_rows_kernel<float><<<grid, 256, 0, stream>>>(static_cast<const float*>(x), x_stride_b, x_head_stride,
-                                                               batch, heads, width, static_cast<float*>(cache),
-                                                               cache_stride_b, cache_stride_t, cache_stride_h, positions);
-            break;
-        case DType::F16:
-            store_rows_kernel<__half><<<grid, 256, 0, stream>>>(static_cast<const __half*>(x), x_stride_b,
-                                                                x_head_stride, batch, heads, width,
-                                                                static_cast<__half*>(cache), cache_stride_b,
-                                                                cache_stride_t, cache_stride_h, positions);
-            break;
-        case DType::BF16:
-            store_rows_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(
-                static_cast<const __nv_bfloat16*>(x), x_stride_b, x_head_stride, batch, heads, width,
-                static_cast<__nv_bfloat16*>(cache), cache_stride_b, cache_stride_t, cache_stride_h, positions);
-            break;
+    switch (q.dtype) {
+        case DType::F32: rope_and_store_kernel<float><<<grid, 256, 0, stream>>>(q, k, rows, nq, nk, n); break;
+        case DType::F16: rope_and_store_kernel<__half><<<grid, 256, 0, stream>>>(q, k, rows, nq, nk, n); break;
+        case DType::BF16: rope_and_store_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(q, k, rows, nq, nk, n); break;
     }
-    return after_launch("store_rows");
+    return after_launch("rope_and_store");
 }
 
 }  // namespace mlawb::cuda

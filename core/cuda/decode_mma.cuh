@@ -73,6 +73,18 @@ __device__ __forceinline__ void mma16816<__half>(float (&d)[4], const uint32_t (
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
+// Two adjacent elements (4-byte aligned) from float.
+template <typename T>
+__device__ __forceinline__ void store_pair(T* dst, float a, float b);
+template <>
+__device__ __forceinline__ void store_pair<__nv_bfloat16>(__nv_bfloat16* dst, float a, float b) {
+    *reinterpret_cast<__nv_bfloat162*>(dst) = __floats2bfloat162_rn(a, b);
+}
+template <>
+__device__ __forceinline__ void store_pair<__half>(__half* dst, float a, float b) {
+    *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(a, b);
+}
+
 // Shared-memory layout of decode_mma (in bytes from the dynamic base). Q and K rows are padded by
 // 16 bytes so that the 8 rows an ldmatrix reads fall in different banks; staged rope-key rows
 // (token-major, one row a token) by 16 bytes so that the softmax step's 16 lanes of one head,
@@ -140,7 +152,7 @@ __device__ __forceinline__ int s_swizzle(int row, int col) { return col ^ (((row
 // hoisted out of the tile loop.
 template <typename T, int MT, int DW, int STAGES, int WARPS>
 __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
-    decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, float* __restrict__ ws_acc,
+    decode_mma(const DecodeAttentionParams p, int n_splits, int kr_row, void* __restrict__ ws_acc_raw,
                float* __restrict__ ws_ml, int skip) {
     constexpr int BM = 16 * MT;
     constexpr int NT = kMmaTokens;
@@ -421,18 +433,22 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
         }
     }
 
-    // Partials: o against the block's running max, plus m and l per head.
+    // Partials: o / l in the element type (half the bytes of float32 to write here and to read in
+    // decode_combine, which weighs each split by its l), plus m and l per head. sL is final: every
+    // thread is past the last tile's second barrier.
+    T* __restrict__ ws_acc = static_cast<T*>(ws_acc_raw);
 #pragma unroll
     for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
         for (int half = 0; half < 2; ++half) {
             const int row = mt * 16 + (lane >> 2) + half * 8;
             if (row < nh) {
-                float* dst = ws_acc + (slot0 + static_cast<int64_t>(row) * n_splits) * dv;
+                const float l = sL[row], inv_l = l > 0.f ? 1.f / l : 0.f;
+                T* dst = ws_acc + (slot0 + static_cast<int64_t>(row) * n_splits) * dv;
 #pragma unroll
                 for (int n = 0; n < DW / 8; ++n) {
                     const int col = col0 + n * 8 + (lane & 3) * 2;
-                    *reinterpret_cast<float2*>(dst + col) = make_float2(o[mt][n][2 * half], o[mt][n][2 * half + 1]);
+                    store_pair<T>(dst + col, o[mt][n][2 * half] * inv_l, o[mt][n][2 * half + 1] * inv_l);
                 }
             }
         }

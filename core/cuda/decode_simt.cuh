@@ -11,8 +11,9 @@
 
 template <typename T, int LANES, int KCH, int VCH, int G, int UNROLL>
 __global__ void __launch_bounds__(kSimtThreads) decode_simt(const DecodeAttentionParams p, int n_splits,
-                                                            int chunks_per_kv, float* __restrict__ ws_acc,
+                                                            int chunks_per_kv, void* __restrict__ ws_acc_raw,
                                                             float* __restrict__ ws_ml) {
+    T* __restrict__ ws_acc = static_cast<T*>(ws_acc_raw);  // partials normalized by their l (decode_combine)
     constexpr int VEC = Elem<T>::kVec;
     constexpr int GROUPS = 32 / LANES;  // key rows per warp pass
     constexpr int DV_MAX = LANES * VCH * VEC;
@@ -195,11 +196,12 @@ __global__ void __launch_bounds__(kSimtThreads) decode_simt(const DecodeAttentio
                 lsum += s_l[w][i] * f[w];
             }
             const int64_t slot = slot0 + static_cast<int64_t>(i) * n_splits;
+            const float inv_l = lsum > 0.f ? 1.f / lsum : 0.f;
             for (int e = tid; e < dv; e += kSimtThreads) {
                 float a = 0.f;
 #pragma unroll
                 for (int w = 0; w < kSimtWarps; ++w) a += s_acc[w][e] * f[w];
-                ws_acc[slot * dv + e] = a;
+                ws_acc[slot * dv + e] = Elem<T>::store(a * inv_l);
             }
             if (tid == 0) {
                 ws_ml[slot * 2] = mw;

@@ -3,7 +3,7 @@
 # kernel test, then Nsight Compute over the timed steps of tests/gpu/gpu_decode (no graph, so
 # every kernel is its own launch) for the given engines at batch x context, and a per-kernel
 # table (name, count, total us, share, GB moved, TB/s) by scripts/gpu/ncu_table.py.
-#   scripts/gpu/profile_step.sh [ENGINES=mla64,mha] [BATCH=8] [CTX=8192]
+#   scripts/gpu/profile_step.sh [ENGINES=mla64,mha] [BATCH=8] [CTX=8192]   (SEQUENCE=N: also N launches in order)
 # Writes to $OUT (or out-gpu/): profile_<engine>.txt, ncu_<engine>.csv, build and test logs.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,5 +36,5 @@ for e in "${LIST[@]}"; do
         --metrics gpu__time_duration.sum,dram__bytes_read.sum,dram__bytes_write.sum \
         "$BUILD/tests/gpu/gpu_decode" --engines "$e" --batches "$BATCH" --contexts "$CTX" --steps 1 --warmup 1 \
         --no-graph --no-fit > "$OUTDIR/ncu_$e.csv" 2> "$OUTDIR/ncu_$e.log"
-    python3 scripts/gpu/ncu_table.py "$OUTDIR/ncu_$e.csv" | tee "$OUTDIR/profile_$e.txt"
+    python3 scripts/gpu/ncu_table.py "$OUTDIR/ncu_$e.csv" ${SEQUENCE:-0} ${SEQUENCE_FIRST:-0} | tee "$OUTDIR/profile_$e.txt"
 done
