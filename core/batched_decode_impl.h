@@ -136,9 +136,6 @@ struct BatchedDecoder::Impl {
     cuda::DecodeAttentionParams attention_params(const LayerWeights& w, const int32_t* lengths) const;
     torch::Tensor rms(const torch::Tensor& x, const torch::Tensor& weight) const;
     torch::Tensor silu_mul(const torch::Tensor& gu) const;
-    // x W^T (+ b) (+ res, added before the one rounding).
-    torch::Tensor project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
-                          const torch::Tensor& res = torch::Tensor()) const;
     void attend(const LayerWeights& w);
     torch::Tensor standard_attention(const LayerWeights& w, const torch::Tensor& proj);
     torch::Tensor mla_attention(const LayerWeights& w, const torch::Tensor& proj);

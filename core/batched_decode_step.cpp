@@ -2,10 +2,6 @@
 // attention (the CUDA kernel or the CPU reference), the MLP, captured once as a CUDA graph on CUDA.
 #include "core/batched_decode_impl.h"
 
-#ifdef MLAWB_CUDA
-#include "core/cuda/skinny_linear.h"
-#endif
-
 #include <algorithm>
 #include <cmath>
 
@@ -91,40 +87,6 @@ torch::Tensor BatchedDecoder::Impl::silu_mul(const torch::Tensor& gu) const {
     }
 #endif
     return torch::silu(gu.narrow(1, 0, s.ffn)) * gu.narrow(1, s.ffn, s.ffn);
-}
-
-// The step's projections. On CUDA in bf16/f16 the few-rows kernel (core/cuda/skinny_linear.cu)
-// where it beat cuBLAS side by side (tests/gpu/test_skinny_linear --bench, H100: every
-// Llama-2-7B projection at 1 and 8 rows, 1.10-1.64x; at 32 rows only the 4096-wide ones, o_proj
-// and down), else cuBLAS (addmm, with the residual in its epilogue).
-torch::Tensor BatchedDecoder::Impl::project(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b,
-                                            const torch::Tensor& res) const {
-#ifdef MLAWB_CUDA
-    const int64_t rows = x.size(0), n = w.size(0);
-    if (use_kernels && x.scalar_type() != torch::kFloat32 && (rows <= 8 || n <= 4096) && x.stride(1) == 1 &&
-        w.is_contiguous() && (!res.defined() || res.stride(1) == 1)) {
-        torch::Tensor out = torch::empty({rows, n}, x.options());
-        cuda::SkinnyLinearArgs a;
-        a.dtype = kernel_dtype(x.scalar_type());
-        a.rows = static_cast<int>(rows);
-        a.n = static_cast<int>(n);
-        a.k = static_cast<int>(w.size(1));
-        a.x = x.data_ptr();
-        a.x_stride = x.stride(0);
-        a.w = w.data_ptr();
-        a.bias = b.defined() ? b.data_ptr() : nullptr;
-        a.residual = res.defined() ? res.data_ptr() : nullptr;
-        a.residual_stride = res.defined() ? res.stride(0) : 0;
-        a.out = out.data_ptr();
-        a.out_stride = out.stride(0);
-        if (!cuda::skinny_linear_unsupported(a)) {
-            if (const char* e = cuda::launch_skinny_linear(a, at::cuda::getCurrentCUDAStream().stream()))
-                throw Error("", "projection", e);
-            return out;
-        }
-    }
-#endif
-    return res.defined() ? residual(res, x, w, b) : linear(x, w, b);
 }
 
 // out_buf <- attention of q_buf over the layer's cache (lens keys per sequence).
@@ -302,13 +264,13 @@ void BatchedDecoder::Impl::run_step() {
     torch::Tensor x = embed.index_select(0, tokens);  // [B, hidden]
     for (const LayerWeights& w : layers) {
         torch::Tensor h = rms(x, w.in_norm);
-        torch::Tensor proj = project(h, w.w_in, w.b_in);  // [B, n_in]
+        torch::Tensor proj = linear(h, w.w_in, w.b_in);  // [B, n_in]
         torch::Tensor a = s.mla ? mla_attention(w, proj) : standard_attention(w, proj);
-        x = project(a, w.w_o, w.b_o, x);
+        x = residual(x, a, w.w_o, w.b_o);
         h = rms(x, w.post_norm);
-        x = project(silu_mul(project(h, w.w_gu, w.b_gu)), w.w_down, w.b_down, x);
+        x = residual(x, silu_mul(linear(h, w.w_gu, w.b_gu)), w.w_down, w.b_down);
     }
-    logits.copy_(project(rms(x, final_norm), lm_head, torch::Tensor()));
+    logits.copy_(torch::mm(rms(x, final_norm), lm_head.t()));
 }
 
 void BatchedDecoder::Impl::sync_positions() {
