@@ -162,6 +162,16 @@ int device_smem_optin() {
     return bytes;
 }
 
+// Benchmarks only: MLAWB_DECODE_STAGE_ROPE=0 reads the rope keys from global memory in the softmax
+// step instead of staging them with the K tiles (the default wherever they fit).
+int stage_rope_knob() {
+    static const int knob = [] {
+        const char* v = std::getenv("MLAWB_DECODE_STAGE_ROPE");
+        return v ? std::atoi(v) : -1;
+    }();
+    return knob;
+}
+
 // Profiling only (scripts/gpu/profile_step.sh): MLAWB_DECODE_ABLATION=<mask> leaves stages of the
 // tensor-core kernel out (1 Q.K^T, 2 softmax, 4 P.V, 8 tile loads, 16 mid-tile barriers); the
 // results are then wrong. Read once.
@@ -370,8 +380,11 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
         if (static_cast<int>(plan.smem) > device_smem_optin())
             return "tensor-core kernel: needs more shared memory than a block may have";
         fn = reinterpret_cast<const void*>(plan.mma);
-        // Stage the rope keys with the K tiles where that costs no resident block: the most KV
-        // heads any block's query heads span, times key_r_dim.
+        // Stage the rope keys with the K tiles wherever they fit (the most KV heads any block's
+        // query heads span, times key_r_dim), even where that costs a resident block: at L 512
+        // the global loads in the softmax step were 29% of the stall samples, and staged (one
+        // block an SM instead of two) the kernel is 1.12-1.2x faster at batch 8 and as fast
+        // at 32 x 8k (scripts/gpu/NOTES.md, version 5).
         if (p.key_r_dim > 0) {
             const int group = p.q_heads / p.kv_heads;
             int span = 1;
@@ -380,11 +393,10 @@ const char* plan_typed(const DecodeAttentionParams& p, DecodeKernel kernel, Plan
             const int kr_row = span * p.key_r_dim;
             const size_t with =
                 mma_smem(bm, p.value_dim, p.key_r_dim, c.warps, c.stages, sizeof(T), c.dw < 256, kr_row).total;
-            int blocks_without = 0, blocks_with = 0;
+            int blocks_with = 0;
             if (static_cast<int>(with) <= device_smem_optin() &&
-                cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_without, fn, plan.threads, plan.smem) == cudaSuccess &&
                 cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_with, fn, plan.threads, with) == cudaSuccess &&
-                blocks_with >= blocks_without && blocks_with > 0) {
+                blocks_with > 0 && stage_rope_knob() != 0) {
                 plan.kr_row = kr_row;
                 plan.smem = with;
             }
