@@ -285,9 +285,18 @@ DecodeKernel decode_attention_resolve(const DecodeAttentionParams& p, DecodeKern
 
 namespace {
 
-size_t workspace_floats(const DecodeAttentionParams& p, int n_splits) {
+// The partials in the workspace: [slots][value_dim] in the element type (o / l of each split),
+// then, 16-byte aligned, [slots][2] float32 (m, l); a slot is (sequence, query head, split).
+struct WorkspaceLayout {
+    size_t ml_offset = 0, bytes = 0;
+};
+
+WorkspaceLayout workspace_layout(const DecodeAttentionParams& p, int n_splits) {
     const size_t slots = static_cast<size_t>(p.batch) * p.q_heads * n_splits;
-    return slots * p.value_dim + slots * 2 + 4;  // +4: the m/l block starts 16-byte aligned
+    WorkspaceLayout w;
+    w.ml_offset = (slots * p.value_dim * elem_bytes(p.dtype) + 15) / 16 * 16;
+    w.bytes = w.ml_offset + slots * 2 * sizeof(float);
+    return w;
 }
 
 using SimtFn = void (*)(const DecodeAttentionParams, int, int, void*, float*);
@@ -440,7 +449,7 @@ const char* make_plan(const DecodeAttentionParams& p, DecodeKernel kernel, Plan&
 }
 
 template <typename T>
-const char* launch_plan(const DecodeAttentionParams& p, const Plan& plan, float* acc, float* ml, cudaStream_t stream) {
+const char* launch_plan(const DecodeAttentionParams& p, const Plan& plan, void* acc, float* ml, cudaStream_t stream) {
     const dim3 grid(plan.grid_x, plan.n_splits, p.batch);
     if (plan.kernel == DecodeKernel::TensorCore)
         plan.mma<<<grid, plan.threads, plan.smem, stream>>>(p, plan.n_splits, plan.kr_row, acc, ml, ablation_mask());
@@ -461,7 +470,7 @@ size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p, DecodeKe
     if (k == DecodeKernel::Auto) return 0;
     Plan plan;
     if (make_plan(p, k, plan)) return 0;
-    return workspace_floats(p, plan.n_splits) * sizeof(float);
+    return workspace_layout(p, plan.n_splits).bytes;
 }
 
 const char* launch_decode_attention(const DecodeAttentionParams& p, DecodeKernel kernel, void* workspace,
@@ -471,11 +480,10 @@ const char* launch_decode_attention(const DecodeAttentionParams& p, DecodeKernel
     if (k == DecodeKernel::Auto) return "no decode-attention kernel supports this shape";
     Plan plan;
     if (const char* why = make_plan(p, k, plan)) return why;
-    const size_t need = workspace_floats(p, plan.n_splits) * sizeof(float);
-    if (!workspace || workspace_bytes < need || !aligned16(workspace)) return "workspace too small or unaligned";
-    float* acc = static_cast<float*>(workspace);  // partials in the element type (fewer bytes than sized)
-    const size_t acc_floats = static_cast<size_t>(p.batch) * p.q_heads * plan.n_splits * p.value_dim;
-    float* ml = acc + (acc_floats + 3) / 4 * 4;
+    const WorkspaceLayout layout = workspace_layout(p, plan.n_splits);
+    if (!workspace || workspace_bytes < layout.bytes || !aligned16(workspace)) return "workspace too small or unaligned";
+    void* acc = workspace;
+    float* ml = reinterpret_cast<float*>(static_cast<unsigned char*>(workspace) + layout.ml_offset);
     cudaStream_t stream = static_cast<cudaStream_t>(stream_ptr);
     switch (p.dtype) {
         case DType::F32: return launch_plan<float>(p, plan, acc, ml, stream);

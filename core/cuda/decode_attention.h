@@ -65,7 +65,7 @@ const char* decode_attention_unsupported(const DecodeAttentionParams& p, DecodeK
 // The kernel Auto resolves to for `p` (Simt or TensorCore); Auto when neither applies.
 DecodeKernel decode_attention_resolve(const DecodeAttentionParams& p, DecodeKernel kernel);
 
-// Device workspace (float partials) that launch_decode_attention needs for `p` on the current
+// Device workspace (the splits' partials) that launch_decode_attention needs for `p` on the current
 // device. It depends only on batch, heads, value_dim, max_length and the kernel, never on the
 // lengths, so one allocation serves every step of a decode and a captured CUDA graph.
 size_t decode_attention_workspace_bytes(const DecodeAttentionParams& p, DecodeKernel kernel);

@@ -22,9 +22,9 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const void* 
                  : "r"(smem_addr(p)));
 }
 
-// mbarrier and bulk-copy primitives (sm_90): K tile rows arrive by cp.async.bulk (the TMA
-// engine), which counts its bytes on the stage's barrier, so the copies take no load/store-unit
-// issue slots from the threads' ldmatrix and shared-memory traffic.
+// mbarrier and bulk-copy primitives (sm_90): K tile rows and rope keys arrive by cp.async.bulk
+// (the TMA engine), which counts its bytes on the stage's barrier, so the copies take no
+// load/store-unit issue slots from the threads' ldmatrix and shared-memory traffic.
 __device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
 }
@@ -226,7 +226,7 @@ __global__ void __launch_bounds__(WARPS * 32, (MT * DW <= 128) ? 2 : 1)
     };
     const int n_tiles = (t_end - t_begin + NT - 1) / NT;
     if (tid == 0)
-        for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);  // warp 0's arrive.expect_tx
+        for (int s = 0; s < STAGES; ++s) mbar_init(&full_bar[s], 1);  // thread 0's arrive.expect_tx
     __syncthreads();  // initialised before any thread waits or any copy signals
 #pragma unroll
     for (int s = 0; s < STAGES; ++s)
