@@ -172,9 +172,11 @@ const char* launch_rope_and_store(const RopeStoreArgs& q, const RopeStoreArgs& k
     auto rope_elems = [](const RopeStoreArgs& a) { return static_cast<int64_t>(a.batch) * a.heads * a.pairs; };
     const int64_t nq = rope_elems(q), nk = rope_elems(k);
     const int64_t nr = static_cast<int64_t>(rows.batch) * rows.heads * rows.width;
-    for (const RopeStoreArgs* a : {&q, &k})
-        if (rope_elems(*a) > 0 && (!a->x || !a->positions || !a->inv_freq || a->freq_group <= 0 || a->dtype != q.dtype))
-            return "rope_and_store: missing input";
+    for (const RopeStoreArgs* a : {&q, &k}) {
+        if (rope_elems(*a) > 0 && (!a->x || !a->positions || !a->inv_freq || a->freq_group <= 0))
+            return "rope_and_store: missing RoPE input (x, positions, inv_freq or freq_group)";
+        if (rope_elems(*a) > 0 && a->dtype != q.dtype) return "rope_and_store: q and k of different dtypes";
+    }
     if (nr > 0 && (!rows.x || !rows.cache || !rows.positions)) return "rope_and_store: missing row input";
     const int64_t n = nq + nk + nr;
     if (n <= 0) return nullptr;
